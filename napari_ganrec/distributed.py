@@ -1,0 +1,579 @@
+"""Volumes on many workers: slab tasks on Dask, a resumable chunked output, atomic assembly.
+
+:func:`run_distributed` cuts the slice range into slabs of ``slab_size`` slices and hands each slab
+to a Dask worker (a local cluster with ``workers=N``, one worker per GPU when there are several, or
+an existing cluster at ``scheduler=ADDRESS``). Every task reads only its own rows (the input is read
+lazily), reconstructs them with :func:`~napari_ganrec.volume.iter_volume` (warm start from slice to
+slice inside the slab), writes its slices into a Zarr array chunked one slice per chunk, and then
+drops a done-marker file. A run that is killed and started again with the same arguments skips the
+slabs that have a marker; one started with other arguments is refused rather than mixed. At the
+end the final TIFF / HDF5 / NumPy file is assembled slab by slab into a temporary file and moved
+into place atomically.
+
+Warm start across tasks: with GANrec, the first slice of the range is reconstructed once with the
+full ``iterations`` (the seed), its weights are saved beside the output, and every slab task starts
+from them with ``restart_iterations``, then chains its own slices with ``warm_iterations``. Tasks
+do not depend on each other, so the result does not depend on the number of workers.
+
+Tasks carry paths and plain parameters, never open files: give a path (read with
+:func:`napari_ganrec.io.read_tomo`), a ``.npy`` file, a picklable loader, or a numpy array (written
+once to ``input.npy`` in the work folder and memory-mapped by the workers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .geometry import validate_angles
+from .volume import (
+    ArraySource,
+    NpySource,
+    SinogramSource,
+    _resolve_rows,
+    as_source,
+    iter_volume,
+    slab_ranges,
+)
+
+__all__ = ["SlabDone", "run_distributed", "assemble", "OUTPUT_SUFFIXES"]
+
+OUTPUT_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".nxs", ".npy", ".zarr")
+_STORE = "volume.zarr"
+_SEED = "seed_state.pt"
+_DONE = "done"
+_META_KEY = "napari_ganrec"
+
+
+@dataclass
+class SlabDone:
+    """Progress of :func:`run_distributed`: one slab finished (or found done and skipped).
+
+    Attributes
+    ----------
+    start, stop : int
+        Source slice range of the slab.
+    done, total : int
+        Slices finished so far and in the run.
+    seconds : float
+        Seconds the task took (0 when skipped).
+    iterations : int
+        GANrec iterations the slab's slices got in total (0 when skipped).
+    skipped : bool
+        The slab was already done by an earlier run.
+    worker : str
+        Address or name of the worker that ran it.
+    """
+
+    start: int
+    stop: int
+    done: int
+    total: int
+    seconds: float = 0.0
+    iterations: int = 0
+    skipped: bool = False
+    worker: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# small file helpers
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _marker(work: Path, a: int, b: int) -> Path:
+    return work / _DONE / f"slab_{a:06d}_{b:06d}.json"
+
+
+def _hash_array(arr: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((arr.shape, str(arr.dtype))).encode())
+    step = max(1, (64 << 20) // max(1, arr[0].nbytes))
+    for i in range(0, arr.shape[0], step):
+        h.update(np.ascontiguousarray(arr[i:i + step]).tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# tasks (run on the workers; plain, picklable arguments)
+def _pick_device(device: str) -> str:
+    """``"auto"`` on a worker of a multi-GPU machine: one GPU per worker, by the worker's name."""
+    if device != "auto":
+        return device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count <= 1:
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+        digest = hashlib.md5(str(name).encode()).hexdigest()
+        index = int(name) if str(name).isdigit() else int(digest, 16)
+    except (ImportError, ValueError):
+        index = os.getpid()
+    return f"cuda:{index % count}"
+
+
+class _Threads:
+    """Torch intra-op threads for the duration of a task (restored after: a task may run in the
+    caller's process)."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+        self.previous = None
+
+    def __enter__(self):
+        if self.threads:
+            import torch
+
+            self.previous = torch.get_num_threads()
+            torch.set_num_threads(int(self.threads))
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            import torch
+
+            torch.set_num_threads(self.previous)
+
+
+def _seed_task(spec: dict) -> str:
+    """Reconstruct the first slice cold and save its GANrec state; returns the state's path."""
+    import torch
+
+    path = Path(spec["seed_path"])
+    if path.exists():
+        return str(path)
+    kwargs = dict(spec["volume_kwargs"])
+    kwargs["device"] = _pick_device(kwargs.get("device", "auto"))
+    states: list = []
+    a = spec["start"]
+    with _Threads(spec.get("threads")):
+        for _ in iter_volume(spec["source"], spec["angles"], rows=(a, a + 1), batch=1,
+                             warm_start=True, state_out=states, progress_every=None, **kwargs):
+            pass
+    buf = io.BytesIO()
+    torch.save(states[-1], buf)
+    _atomic_write_bytes(path, buf.getvalue())
+    spec["source"].close()
+    return str(path)
+
+
+def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
+    """Reconstruct one slab, write its slices into the Zarr store, then its done-marker."""
+    import torch
+    import zarr
+
+    marker = Path(spec["marker"])
+    if marker.exists():
+        return json.loads(marker.read_text()) | {"skipped": True}
+    t0 = time.perf_counter()
+    kwargs = dict(spec["volume_kwargs"])
+    kwargs["device"] = _pick_device(kwargs.get("device", "auto"))
+    if seed_path is not None:
+        kwargs["warm_start"] = torch.load(seed_path, weights_only=False)
+        kwargs["first_iterations"] = spec["restart_iterations"]
+    arr = zarr.open_array(spec["store"], mode="r+")
+    offset = spec["offset"]
+    a, b = spec["start"], spec["stop"]
+    iterations = 0
+    with _Threads(spec.get("threads")):
+        for rec in iter_volume(spec["source"], spec["angles"], rows=(a, b), progress_every=None,
+                               **kwargs):
+            if rec.finished:
+                lo = rec.indices[0] - offset
+                arr[lo:lo + len(rec.indices)] = rec.images
+                iterations += rec.iteration * len(rec.indices)
+    spec["source"].close()
+    worker = ""
+    try:
+        from distributed import get_worker
+
+        worker = str(get_worker().address)
+    except (ImportError, ValueError):
+        worker = "local"
+    info = {"start": a, "stop": b, "seconds": time.perf_counter() - t0, "iterations": iterations,
+            "worker": worker}
+    _atomic_write_bytes(marker, json.dumps(info).encode())
+    return info | {"skipped": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# assembly
+def assemble(store, out_path, dataset: str = "reconstruction", overwrite: bool = False,
+             chunk: int = 16) -> Path:
+    """Write the Zarr volume at ``store`` to ``out_path`` (TIFF, HDF5 or NumPy), atomically.
+
+    The volume is copied ``chunk`` slices at a time into a temporary file beside ``out_path``,
+    which then replaces it in one :func:`os.replace`.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    ValueError
+        Unknown output suffix.
+    """
+    import zarr
+
+    out = Path(out_path)
+    suffix = out.suffix.lower()
+    if suffix not in (".tif", ".tiff", ".h5", ".hdf5", ".nxs", ".npy"):
+        raise ValueError(f"out_path must end in .tif, .tiff, .h5, .hdf5, .nxs or .npy, got {out}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+    arr = zarr.open_array(str(store), mode="r")
+    shape = tuple(int(s) for s in arr.shape)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            def pages():
+                for i in range(0, shape[0], chunk):
+                    yield from np.asarray(arr[i:i + chunk], dtype=np.float32)
+
+            big = np.prod(shape) * 4 > 2**31
+            tifffile.imwrite(tmp, pages(), shape=shape, dtype=np.float32, bigtiff=bool(big),
+                             photometric="minisblack")
+        elif suffix == ".npy":
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            for i in range(0, shape[0], chunk):
+                mm[i:i + chunk] = arr[i:i + chunk]
+            mm.flush()
+            del mm
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as fh:
+                ds = fh.create_dataset(dataset, shape=shape, dtype=np.float32,
+                                       chunks=(1,) + shape[1:])
+                for i in range(0, shape[0], chunk):
+                    ds[i:i + chunk] = arr[i:i + chunk]
+                meta = arr.attrs.get(_META_KEY)
+                if meta is not None:
+                    ds.attrs["napari_ganrec"] = json.dumps(meta)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+def _open_store(store: Path, shape, params: dict, overwrite: bool):
+    import zarr
+
+    if store.exists():
+        try:
+            arr = zarr.open_array(str(store), mode="r+")
+            old = arr.attrs.get(_META_KEY)
+        except Exception:  # noqa: BLE001 - a broken store is treated as a mismatch
+            arr, old = None, None
+        if arr is not None and old == params and tuple(arr.shape) == tuple(shape):
+            return arr, True
+        if not overwrite:
+            raise ValueError(
+                f"{store} holds a run with other parameters or input; pass overwrite=True to start "
+                "afresh, or choose another output"
+            )
+        shutil.rmtree(store)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    arr = zarr.open_array(str(store), mode="w-", shape=tuple(shape), chunks=(1,) + tuple(shape[1:]),
+                          dtype="float32", fill_value=0.0)
+    arr.attrs[_META_KEY] = params
+    return arr, False
+
+
+def _prepare_source(source, work: Path, n_slices: int | None) -> SinogramSource:
+    src = as_source(source, n_slices=n_slices)
+    if isinstance(src, ArraySource) and isinstance(src.array, np.ndarray):
+        work.mkdir(parents=True, exist_ok=True)
+        digest = _hash_array(src.array)
+        path = work / "input.npy"
+        sidecar = work / "input.hash"
+        if not (path.exists() and sidecar.exists() and sidecar.read_text() == digest):
+            tmp = work / f".input.npy.tmp-{os.getpid()}"
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(src.array, dtype=np.float32))
+            os.replace(tmp, path)
+            _atomic_write_bytes(sidecar, digest.encode())
+        return NpySource(path, angles=src.angles, content_id=f"array:{digest}")
+    try:
+        pickle.dumps(src)
+    except Exception as exc:
+        raise ValueError(
+            f"the input ({type(source).__name__}) cannot be sent to Dask workers ({exc}); pass a "
+            "path, a .npy file, a numpy array or a picklable loader"
+        ) from exc
+    return src
+
+
+def run_distributed(
+    source,
+    out_path,
+    angles=None,
+    *,
+    rows=None,
+    slab_size: int = 8,
+    method: str = "ganrec",
+    iterations: int = 1000,
+    warm_iterations: int = 100,
+    restart_iterations: int | None = None,
+    seed_warm_start: bool = True,
+    workers: int | None = None,
+    scheduler: Any = None,
+    threads_per_worker: int | None = None,
+    progress: Callable[[SlabDone], Any] | None = None,
+    work_dir=None,
+    keep_parts: bool = False,
+    overwrite: bool = False,
+    dataset: str = "reconstruction",
+    n_slices: int | None = None,
+    **volume_kwargs,
+) -> Path:
+    """Reconstruct a volume slab by slab on Dask workers into a resumable store, then assemble.
+
+    Parameters
+    ----------
+    source : path, array, loader or SinogramSource
+        Sinograms ``(n_slices, n_angles, n_det)``: a path (:func:`napari_ganrec.io.read_tomo`), a
+        ``.npy`` file, a numpy array, or a picklable object with ``sinograms(rows=slice)``.
+    out_path : path
+        Final volume: ``.tif``/``.tiff``, ``.h5``/``.hdf5``/``.nxs`` (dataset ``dataset``),
+        ``.npy``, or ``.zarr`` (then the chunked store is the output and nothing is assembled).
+    angles : array_like, optional
+        Degrees, one per projection (default: the input's own).
+    rows : slice or (start, stop), optional
+        Slices to reconstruct (default all).
+    slab_size : int
+        Slices per task (memory per worker is bounded by this, not by the volume).
+    method, iterations, warm_iterations
+        As in :func:`~napari_ganrec.volume.iter_volume`.
+    restart_iterations : int, optional
+        Iterations of a task's first slice when it starts from the seed state (default
+        ``min(iterations, 2 * warm_iterations)``).
+    seed_warm_start : bool
+        GANrec: reconstruct the first slice once and start every task from its weights. When
+        False every task starts from scratch (``iterations``) and chains inside its slab.
+    workers : int, optional
+        Local cluster size (default: one worker per GPU when there are several, else 1). ``0``
+        runs the tasks one after the other in this process, without Dask.
+    scheduler : str or distributed.Client, optional
+        Address of an existing Dask scheduler (or a client) instead of a local cluster.
+    threads_per_worker : int, optional
+        Torch threads of a CPU task (default: the cores divided among the local workers).
+    progress : callable, optional
+        Called with a :class:`SlabDone` for every slab finished or skipped.
+    work_dir : path, optional
+        Where the chunked store, the markers and the seed state live (default
+        ``OUT.parts`` beside the output). It is removed after a successful assembly unless
+        ``keep_parts``.
+    overwrite : bool
+        Replace an existing output, and a work folder left by a run with other parameters.
+    dataset : str
+        HDF5 dataset name of the result.
+    n_slices : int, optional
+        For a callable or a loader that does not say how many slices it has.
+    **volume_kwargs
+        Further options of :func:`~napari_ganrec.volume.iter_volume` (``tol``, ``batch``,
+        ``batch_mode``, ``center``, ``device``, ``seed``, ``preset``, GANrec options...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+
+    Raises
+    ------
+    FileExistsError
+        The output exists and ``overwrite`` is False.
+    ValueError
+        Bad input or options, an unpicklable input, or a work folder from other parameters.
+    """
+    out = Path(out_path)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"out_path must end in one of {OUTPUT_SUFFIXES}, got {out}")
+    work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".parts")
+    is_zarr = out.suffix.lower() == ".zarr"
+    resuming_zarr = is_zarr and (work / "params.json").exists()
+    if out.exists() and not overwrite and not resuming_zarr:
+        raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+    if is_zarr and out.exists() and overwrite and not resuming_zarr:
+        shutil.rmtree(out)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 0):
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+    if workers is not None and scheduler is not None:
+        raise ValueError("give workers or scheduler, not both")
+    if isinstance(slab_size, bool) or not isinstance(slab_size, int) or slab_size < 1:
+        raise ValueError(f"slab_size must be a positive integer, got {slab_size!r}")
+    for bad in ("rows", "warm_start", "state_out", "progress_every", "preview", "first_iterations"):
+        if bad in volume_kwargs:
+            raise ValueError(f"{bad!r} cannot be passed to run_distributed")
+    src = _prepare_source(source, work, n_slices)
+    if angles is None:
+        angles = src.angles
+        if angles is None:
+            raise ValueError("angles are required (the input does not carry them)")
+    ang = validate_angles(angles, n_angles=src.n_angles)
+    start, stop = _resolve_rows(rows, src.n_slices)
+    # validate the remaining options here, before any worker starts
+    check = iter_volume(src, ang, rows=(start, start + 1), method=method, iterations=iterations,
+                        warm_iterations=warm_iterations, **volume_kwargs)
+    check.close()
+    if restart_iterations is None:
+        restart_iterations = min(iterations, 2 * warm_iterations)
+    chain = method == "ganrec" and seed_warm_start and stop - start > slab_size
+    params = _jsonable({
+        "version": 1, "source": src.fingerprint(), "angles": np.round(ang, 6).tolist(),
+        "rows": [start, stop], "slab_size": slab_size, "method": method,
+        "iterations": iterations, "warm_iterations": warm_iterations,
+        "restart_iterations": restart_iterations if chain else None, "seed_warm_start": chain,
+        "options": {k: volume_kwargs[k] for k in sorted(volume_kwargs)},
+    })
+    params["options"].pop("device", None)  # the device may change between a run and its resume
+    store = out if is_zarr else work / _STORE
+    work.mkdir(parents=True, exist_ok=True)
+    params_file = work / "params.json"
+    if params_file.exists() and json.loads(params_file.read_text()) != params:
+        if not overwrite:
+            raise ValueError(
+                f"{work} holds a run with other parameters or input; pass overwrite=True to start "
+                "afresh, or choose another output"
+            )
+        shutil.rmtree(work / _DONE, ignore_errors=True)
+        (work / _SEED).unlink(missing_ok=True)
+    _open_store(store, (stop - start, src.n_det, src.n_det), params, overwrite)
+    _atomic_write_bytes(params_file, json.dumps(params).encode())
+    (work / _DONE).mkdir(exist_ok=True)
+
+    slabs = slab_ranges(start, stop, slab_size)
+    kwargs = dict(volume_kwargs, method=method, iterations=iterations,
+                  warm_iterations=warm_iterations)
+    total = stop - start
+    done = 0
+
+    def report(info: dict):
+        nonlocal done
+        done += info["stop"] - info["start"]
+        if progress is not None:
+            progress(SlabDone(info["start"], info["stop"], done, total, info.get("seconds", 0.0),
+                              info.get("iterations", 0), info.get("skipped", False),
+                              info.get("worker", "")))
+
+    todo = []
+    for a, b in slabs:
+        if _marker(work, a, b).exists():
+            report({"start": a, "stop": b, "skipped": True})
+        else:
+            todo.append((a, b))
+
+    def spec_for(a, b, threads):
+        return {"source": src, "angles": ang, "store": str(store), "offset": start, "start": a,
+                "stop": b, "marker": str(_marker(work, a, b)), "volume_kwargs": kwargs,
+                "threads": threads, "restart_iterations": restart_iterations}
+
+    seed_spec = None
+    if chain and todo:
+        seed_spec = {"source": src, "angles": ang, "start": start, "seed_path": str(work / _SEED),
+                     "volume_kwargs": {k: v for k, v in kwargs.items()
+                                       if k not in ("warm_iterations", "batch", "batch_mode",
+                                                    "tol", "window", "min_iterations")},
+                     "threads": None}
+
+    if todo and workers == 0:
+        seed_path = _seed_task(dict(seed_spec, threads=threads_per_worker)) if seed_spec else None
+        for a, b in todo:
+            report(_slab_task(spec_for(a, b, threads_per_worker), seed_path))
+    elif todo:
+        _run_on_dask(todo, spec_for, seed_spec, workers, scheduler, threads_per_worker, report)
+    src.close()
+
+    if store != out:
+        assemble(store, out, dataset=dataset, overwrite=overwrite)
+    if not keep_parts:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _default_workers() -> int:
+    try:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except ImportError:  # pragma: no cover
+        count = 0
+    return count if count > 1 else 1
+
+
+def _run_on_dask(todo, spec_for, seed_spec, workers, scheduler, threads_per_worker, report):
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    own_client = True
+    if scheduler is not None:
+        if isinstance(scheduler, Client):
+            client, own_client = scheduler, False
+        else:
+            client = Client(scheduler)
+        threads = threads_per_worker
+    else:
+        n = workers if workers is not None else _default_workers()
+        threads = threads_per_worker or max(1, (os.cpu_count() or 1) // n)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    futures = []
+    try:
+        seed = None
+        if seed_spec is not None:
+            seed_spec = dict(seed_spec, threads=threads)
+            seed = client.submit(_seed_task, seed_spec, pure=False,
+                                 key=f"ganrec-seed-{os.getpid()}-{time.time_ns()}")
+        for a, b in todo:
+            futures.append(client.submit(_slab_task, spec_for(a, b, threads), seed, pure=False,
+                                         key=f"ganrec-slab-{a}-{b}-{time.time_ns()}"))
+        for fut in as_completed(futures):
+            report(fut.result())
+    finally:
+        for fut in futures:
+            fut.cancel()
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()

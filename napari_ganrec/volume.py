@@ -465,10 +465,11 @@ class StackedGANrecSolver(GANrecSolver):
         cfg = self.config
         self.G = _Stacked(self.G, self.batch).to(self.device)
         self.D = _Stacked(self.D, self.batch).to(self.device)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-        # the per-slice BCE and L1 means become a mean over the stack: each network's gradient is
-        # its own divided by the batch size, which Adam's normalisation cancels (up to its eps).
+        # The losses are means over the stack, so each network's gradient is its own divided by the
+        # batch size B; Adam cancels the factor, exactly so with its eps divided by B too.
+        eps = 1e-8 / self.batch
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas, eps=eps)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas, eps=eps)
         if warm_start is not None:
             self.load_state(warm_start)
         self._set_lr()

@@ -1,4 +1,4 @@
-"""Slice-by-slice volumes: warm start, batching, early stopping, lazy sources (napari_ganrec.volume)."""
+"""Slice-by-slice volumes: warm start, batching, early stopping, lazy input (volume.py)."""
 
 from __future__ import annotations
 

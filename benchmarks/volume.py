@@ -223,13 +223,14 @@ def main(argv=None) -> int:
     p.add_argument("--cold-every", type=int, default=25)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--batch-slices", type=int, default=8)
-    p.add_argument("--worker-slices", type=int, default=16)
-    p.add_argument("--slab", type=int, default=4)
+    p.add_argument("--worker-slices", type=int, default=12)
+    p.add_argument("--slab", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: steadier on a shared machine)")
     p.add_argument("--worker-threads2", action="store_true",
                    help="also time 1 worker with 2 torch threads")
+    p.add_argument("--skip-warm", action="store_true", help="(skips the batch section too)")
     p.add_argument("--skip-batch", action="store_true")
     p.add_argument("--skip-workers", action="store_true")
     p.add_argument("--skip-gpu", action="store_true")
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.size, args.slices, args.angles = 64, 8, 64
         args.iterations, args.warm_iterations, args.cold_max, args.cold_every = 60, 10, 60, 10
-        args.cold_slices, args.batch_slices, args.worker_slices = 3, 8, 8
+        args.cold_slices, args.batch_slices, args.worker_slices, args.slab = 3, 8, 8, 4
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     sinos, angles, truth = make_data(args.size, args.slices, args.angles)
@@ -246,8 +247,8 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} threads)")
     fbp = ng.reconstruct(sinos, angles, method="fbp", device="cpu")
     print(f"\nFBP reference: SSIM {mean_ssim(truth, fbp):.3f}")
-    warm = section_warm_vs_cold(args, sinos, angles, truth)
-    if not args.skip_batch:
+    warm = None if args.skip_warm else section_warm_vs_cold(args, sinos, angles, truth)
+    if warm is not None and not args.skip_batch:
         section_batch(args, sinos, angles, truth, warm)
     if not args.skip_workers:
         section_workers(args, sinos, angles, truth)

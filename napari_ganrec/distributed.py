@@ -16,8 +16,9 @@ from them with ``restart_iterations``, then chains its own slices with ``warm_it
 do not depend on each other, so the result does not depend on the number of workers.
 
 Tasks carry paths and plain parameters, never open files: give a path (read with
-:func:`napari_ganrec.io.read_tomo`), a ``.npy`` file, a picklable loader, or a numpy array (written
-once to ``input.npy`` in the work folder and memory-mapped by the workers).
+:func:`napari_ganrec.io.read_tomo`), a :class:`~napari_ganrec.volume.NpySource` (a ``.npy`` file of
+sinograms), a picklable loader, or a numpy array (written once to ``input.npy`` in the work folder
+and memory-mapped by the workers).
 """
 
 from __future__ import annotations
@@ -338,7 +339,7 @@ def _prepare_source(source, work: Path, n_slices: int | None) -> SinogramSource:
     except Exception as exc:
         raise ValueError(
             f"the input ({type(source).__name__}) cannot be sent to Dask workers ({exc}); pass a "
-            "path, a .npy file, a numpy array or a picklable loader"
+            "path, an NpySource, a numpy array or a picklable loader"
         ) from exc
     return src
 
@@ -371,8 +372,9 @@ def run_distributed(
     Parameters
     ----------
     source : path, array, loader or SinogramSource
-        Sinograms ``(n_slices, n_angles, n_det)``: a path (:func:`napari_ganrec.io.read_tomo`), a
-        ``.npy`` file, a numpy array, or a picklable object with ``sinograms(rows=slice)``.
+        Sinograms ``(n_slices, n_angles, n_det)``: a path (:func:`napari_ganrec.io.read_tomo`), an
+        :class:`~napari_ganrec.volume.NpySource`, a numpy array, or a picklable object with
+        ``sinograms(rows=slice)``.
     out_path : path
         Final volume: ``.tif``/``.tiff``, ``.h5``/``.hdf5``/``.nxs`` (dataset ``dataset``),
         ``.npy``, or ``.zarr`` (then the chunked store is the output and nothing is assembled).

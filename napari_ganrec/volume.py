@@ -47,6 +47,11 @@ __all__ = [
     "BATCH_MODES",
     "VolumeProgress",
     "SinogramSource",
+    "ArraySource",
+    "NpySource",
+    "LoaderSource",
+    "PathSource",
+    "CallableSource",
     "as_source",
     "slab_ranges",
     "iter_volume",
@@ -323,7 +328,9 @@ def as_source(sinograms, n_slices: int | None = None) -> SinogramSource:
     Parameters
     ----------
     sinograms : array-like, loader, path or callable
-        See the module docstring. A :class:`SinogramSource` is returned as it is.
+        See the module docstring. A :class:`SinogramSource` is returned as it is. A path is
+        opened with :func:`napari_ganrec.io.read_tomo` (a projection stack, whatever its format);
+        for a ``.npy`` file of sinograms ``(n_slices, n_angles, n_det)`` use :class:`NpySource`.
     n_slices : int, optional
         Number of slices, for a callable (and loaders that do not say).
 
@@ -335,8 +342,6 @@ def as_source(sinograms, n_slices: int | None = None) -> SinogramSource:
     if isinstance(sinograms, SinogramSource):
         return sinograms
     if isinstance(sinograms, (str, os.PathLike)):
-        if os.fspath(sinograms).lower().endswith(".npy"):
-            return NpySource(sinograms)
         return PathSource(sinograms)
     if callable(getattr(sinograms, "sinograms", None)):
         return LoaderSource(sinograms, n_slices=n_slices)

@@ -18,6 +18,7 @@ import tifffile
 from napari_ganrec.distributed import assemble, run_distributed
 from napari_ganrec.geometry import angles_from_range
 from napari_ganrec.phantoms import porous_particle, simulate_projections
+from napari_ganrec.volume import NpySource
 
 N, NZ, A = 32, 8, 32
 # threads_per_worker=1 everywhere: results depend on torch's thread count (summation order), not
@@ -86,8 +87,9 @@ def test_killed_run_resumes(data, reference, tmp_path):
     script = textwrap.dedent(f"""
         import numpy as np
         from napari_ganrec.distributed import run_distributed
+        from napari_ganrec.volume import NpySource
         if __name__ == "__main__":
-            run_distributed({str(tmp_path / "sinos.npy")!r}, {str(out)!r},
+            run_distributed(NpySource({str(tmp_path / "sinos.npy")!r}), {str(out)!r},
                             np.load({str(tmp_path / "angles.npy")!r}), workers=2, **{RUN!r})
     """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -111,7 +113,8 @@ def test_killed_run_resumes(data, reference, tmp_path):
     if len(finished) == 4:
         pytest.skip("the first run finished every slab before it could be killed")
     records = []
-    run_distributed(tmp_path / "sinos.npy", out, angles, workers=0, progress=records.append,
+    run_distributed(NpySource(tmp_path / "sinos.npy"), out, angles, workers=0,
+                    progress=records.append,
                     **RUN)
     skipped = [(r.start, r.stop) for r in records if r.skipped]
     assert len(skipped) == len(finished) >= 1
@@ -187,3 +190,25 @@ def test_assemble_is_atomic_and_refuses_existing(tmp_path):
     with pytest.raises(FileExistsError):
         assemble(store, out)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+class RowLoader:
+    """A picklable lazy loader that records the rows each read asked for."""
+
+    def __init__(self, sinos, angles, log):
+        self._sinos, self.angles, self.n_rows, self.log = sinos, angles, sinos.shape[0], log
+
+    def sinograms(self, rows):
+        a, b, _ = rows.indices(self.n_rows)
+        self.log.append((a, b))
+        return self._sinos[a:b]
+
+
+def test_tasks_read_only_their_slab(data, tmp_path):
+    sinos, angles, _ = data
+    log: list = []
+    run_distributed(RowLoader(sinos, None, log), tmp_path / "v.npy", angles, rows=(1, 8),
+                    method="sirt", iterations=3, slab_size=3, batch=2, workers=0, device="cpu")
+    reads = sorted(set(log) - {(0, 1)})  # (0, 1): the shape probe
+    assert reads == [(1, 3), (3, 4), (4, 6), (6, 7), (7, 8)]
+    assert max(b - a for a, b in log) <= 2  # never more than one batch in memory from the input

@@ -11,6 +11,7 @@ from napari_ganrec.geometry import Geometry, angles_from_range
 from napari_ganrec.phantoms import porous_particle, simulate_projections
 from napari_ganrec.projector import Projector
 from napari_ganrec.volume import (
+    NpySource,
     StackedGANrecSolver,
     VolumeProgress,
     as_source,
@@ -158,7 +159,7 @@ def test_sources(data, tmp_path):
     sinos, angles, _ = data
     path = tmp_path / "sinos.npy"
     np.save(path, sinos)
-    src = as_source(path)
+    src = as_source(NpySource(path))
     assert (src.n_slices, src.n_angles, src.n_det) == sinos.shape
     np.testing.assert_array_equal(src.read(2, 4), sinos[2:4])
     func = as_source(lambda a, b: sinos[a:b], n_slices=NZ)

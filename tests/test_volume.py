@@ -214,3 +214,26 @@ def test_bad_input(data):
     bad[4, 0, 0] = np.nan
     with pytest.raises(ValueError, match="slices 4:5"):
         reconstruct_volume(bad, angles, method="fbp", device="cpu")
+
+
+def test_volume_benchmark_prints_its_tables(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "volume.py"
+    spec = importlib.util.spec_from_file_location("bench_volume", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--size", "32", "--slices", "4", "--angles", "24", "--iterations", "6",
+                           "--warm-iterations", "2", "--cold-slices", "2", "--cold-max", "6",
+                           "--cold-every", "3", "--batch", "2", "--batch-slices", "4",
+                           "--skip-workers", "--skip-gpu"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "| warm start (first 6, then <= 2) |" in out
+    assert "| cold start" in out
+    for mode in ("one slice at a time", "shared", "independent"):
+        assert f"| {mode} |" in out

@@ -51,7 +51,9 @@ def angles_from_range(start: float, stop: float, count: int, endpoint: bool | No
     return np.linspace(float(start), float(stop), count, endpoint=endpoint)
 
 
-def validate_angles(angles, n_angles: int | None = None, name: str = "angles") -> np.ndarray:
+def validate_angles(
+    angles, n_angles: int | None = None, name: str = "angles", warn_radians: bool = True
+) -> np.ndarray:
     """Check projection angles (degrees) and return them as float64.
 
     Raises
@@ -80,7 +82,7 @@ def validate_angles(angles, n_angles: int | None = None, name: str = "angles") -
             f"{name} has {a.size} values but the sinogram has {n_angles} projections (rows); "
             "give one angle per projection"
         )
-    if a.size > 2 and np.ptp(a) > 0 and np.max(np.abs(a)) <= 2 * np.pi + 1e-6:
+    if warn_radians and a.size > 2 and np.ptp(a) > 0 and np.max(np.abs(a)) <= 2 * np.pi + 1e-6:
         warnings.warn(
             f"{name} span {np.ptp(a):.3g} and never exceed 2*pi: they look like radians, but "
             "napari-ganrec expects degrees (use numpy.rad2deg)",
@@ -150,7 +152,7 @@ class Geometry:
         n_det = int(self.n_det)
         if n_det < 2:
             raise ValueError(f"n_det must be at least 2, got {self.n_det}")
-        a = validate_angles(self.angles)
+        a = validate_angles(self.angles, warn_radians=False)
         object.__setattr__(self, "angles", tuple(float(x) for x in a))
         object.__setattr__(self, "n_det", n_det)
         c = self.center

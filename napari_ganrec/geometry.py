@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 
+def _is_round_step(step: float) -> bool:
+    return abs(step * 20 - round(step * 20)) < 1e-6 and step != 0
+
+
 def angles_from_range(start: float, stop: float, count: int, endpoint: bool | None = None) -> np.ndarray:
     """Evenly spaced projection angles in degrees.
 
@@ -33,9 +37,11 @@ def angles_from_range(start: float, stop: float, count: int, endpoint: bool | No
     count : int
         Number of projections.
     endpoint : bool, optional
-        Whether ``stop`` is itself an angle. Default: ``False`` for a full 180/360 degree range
-        (the last projection would duplicate the first), ``True`` otherwise (a tilt series from
-        -70 to +70 degrees includes both ends).
+        Whether ``stop`` is itself an angle. By default the choice whose step is a round number of
+        degrees (a multiple of 0.05) wins: ``0:180:181`` and ``-70:70:141`` include the end (step 1),
+        ``0:180:180`` and ``0:120:120`` do not (step 1). When both or neither are round, a full
+        180/360 degree range excludes its end (it would repeat the first projection) and any other
+        range includes it.
 
     Returns
     -------
@@ -45,9 +51,14 @@ def angles_from_range(start: float, stop: float, count: int, endpoint: bool | No
     count = int(count)
     if count < 1:
         raise ValueError(f"angle count must be at least 1, got {count}")
+    if not (np.isfinite(start) and np.isfinite(stop)):
+        raise ValueError(f"angle range must be finite, got {start}:{stop}")
     if endpoint is None:
-        span = abs(stop - start)
-        endpoint = not (np.isclose(span, 180.0) or np.isclose(span, 360.0))
+        span = abs(float(stop) - float(start))
+        full = np.isclose(span, 180.0) or np.isclose(span, 360.0)
+        incl = count > 1 and _is_round_step(span / (count - 1))
+        excl = _is_round_step(span / count)
+        endpoint = incl if incl != excl else not full
     return np.linspace(float(start), float(stop), count, endpoint=endpoint)
 
 

@@ -31,3 +31,11 @@ def shared_data_dir():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not available on this machine")
     return SHARED_DATA
+
+
+def pytest_configure(config):
+    import os
+
+    # GUI tests want a real X server (CI runs under xvfb-run); fall back to offscreen rendering.
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

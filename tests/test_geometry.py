@@ -15,6 +15,10 @@ def test_angles_from_range_full_scan_excludes_endpoint_and_tilt_series_includes_
     assert full[-1] == pytest.approx(179.0)
     tilt = angles_from_range(-70, 70, 141)
     assert tilt[0] == -70 and tilt[-1] == 70
+    assert angles_from_range(0, 180, 181)[-1] == 180  # DXchange-style inclusive full scan
+    assert angles_from_range(0, 120, 120)[-1] == pytest.approx(119.0)  # one per degree
+    assert angles_from_range(-35, 35, 51)[-1] == 35  # the paper's ptychography scan
+    assert angles_from_range(0, 120, 40, endpoint=True)[-1] == 120
     with pytest.raises(ValueError, match="angle count"):
         angles_from_range(0, 180, 0)
 

@@ -250,7 +250,9 @@ def _vo_mask(nrow: int, ncol: int, radius: float, drop: int) -> np.ndarray:
 def _vo_metric(sino: np.ndarray, flipped: np.ndarray, shift: float, mask: np.ndarray) -> float:
     from scipy.ndimage import shift as nd_shift
 
-    moved = nd_shift(flipped, (0, shift), order=3, mode="nearest")
+    integer = abs(shift - round(shift)) < 1e-9
+    moved = nd_shift(flipped, (0, round(shift) if integer else shift), order=1 if integer else 3,
+                     mode="nearest")
     joined = np.vstack((sino, moved))
     return float(np.mean(np.abs(np.fft.fftshift(np.fft.fft2(joined))) * mask))
 
@@ -319,7 +321,8 @@ def find_center_vo(
         cen_b = (nb - 1.0) / 2.0
         mask_b = _vo_mask(2 * nrow, nb, 0.5 * ratio * nb, drop)
         flipped = np.fliplr(binned)
-        cors = np.arange(np.floor((lo - 0.5) / 2), np.ceil((hi - 0.5) / 2) + 1e-9, 0.5)
+        cors = np.arange(np.floor((lo - 0.5) / 2), np.ceil((hi - 0.5) / 2) + 1e-9, 1.0) + 0.5 * (
+            nb % 2 == 0)  # integer shifts only: fast and exact
         m = [_vo_metric(binned, flipped, 2.0 * (c - cen_b), mask_b) for c in cors]
         c0 = 2.0 * cors[int(np.argmin(m))] + 0.5
     else:

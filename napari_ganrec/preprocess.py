@@ -52,8 +52,9 @@ def _reference(field, frame_shape, name: str) -> np.ndarray | None:
     ref = f if f.ndim == 2 else np.mean(f, axis=0, dtype=np.float64).astype(np.float32)
     if ref.shape != tuple(frame_shape):
         raise ValueError(
-            f"{name} have frames of shape {ref.shape} but the projections have {tuple(frame_shape)};"
-            " flats and darks must come from the same detector region and binning"
+            f"{name} have frames of shape {ref.shape} but the projections have "
+            f"{tuple(frame_shape)}; flats and darks must come from the same detector region "
+            "and binning"
         )
     return ref
 
@@ -102,7 +103,8 @@ def normalize(
         raise ValueError(f"min_transmission must be > 0, got {min_transmission}")
     if max_transmission is not None and max_transmission <= min_transmission:
         raise ValueError(
-            f"max_transmission ({max_transmission}) must exceed min_transmission ({min_transmission})"
+            f"max_transmission ({max_transmission}) must exceed "
+            f"min_transmission ({min_transmission})"
         )
     if dark_floor < 0:
         raise ValueError(f"dark_floor must be >= 0 counts, got {dark_floor}")

@@ -32,7 +32,9 @@ def _open(path):
     try:
         return mrcfile.mmap(path, mode="r")
     except (ValueError, OSError, EOFError) as exc:
-        raise TomoFormatError(path, f"not a readable MRC file (truncated or corrupt?): {exc}") from None
+        raise TomoFormatError(
+            path, f"not a readable MRC file (truncated or corrupt?): {exc}"
+        ) from None
 
 
 def fei_tilt_angles(mrc) -> np.ndarray | None:

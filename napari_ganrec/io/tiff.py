@@ -50,7 +50,9 @@ def _open_tiff(path):
     try:
         return tifffile.TiffFile(path)
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for broken files
-        raise TomoFormatError(path, f"not a readable TIFF file (truncated or corrupt?): {exc}") from None
+        raise TomoFormatError(
+            path, f"not a readable TIFF file (truncated or corrupt?): {exc}"
+        ) from None
 
 
 def _embedded_metadata(tif) -> dict:
@@ -77,7 +79,9 @@ def _page_reader(tif, path):
             try:
                 return tif.pages[i].asarray()
             except Exception as exc:  # noqa: BLE001
-                raise TomoFormatError(path, f"page {i} cannot be read (truncated?): {exc}") from None
+                raise TomoFormatError(
+                    path, f"page {i} cannot be read (truncated?): {exc}"
+                ) from None
 
     return frame
 

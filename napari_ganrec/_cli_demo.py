@@ -43,7 +43,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .api import iter_reconstruct, reconstruct
     from .evaluation import ssim
     from .geometry import angles_from_range
-    from .writers_basic import write_tiff_atomic
+    from .io import write_volume
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,8 +81,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "ssim": scores,
         "seconds": timings,
     }
-    rec_path = write_tiff_atomic(out / "reconstruction_ganrec.tif", results["ganrec"], meta,
-                                 overwrite=args.overwrite)
+    rec_path = write_volume(out / "reconstruction_ganrec.tif", results["ganrec"], meta, overwrite=args.overwrite)
     fig_path = _comparison_figure(out / "comparison.png", truth, results, scores, angles, args.overwrite)
     (out / "demo.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "angles"}, indent=2))
     print(f"wrote {rec_path} and {fig_path}")
@@ -95,7 +94,7 @@ def _comparison_figure(path: Path, truth, results, scores, angles, overwrite: bo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .writers_basic import atomic_path
+    from .io._common import atomic_paths
 
     vmax = float(truth.max())
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.8), constrained_layout=True)
@@ -107,7 +106,7 @@ def _comparison_figure(path: Path, truth, results, scores, angles, overwrite: bo
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(f"porous particle, {angles.min():.0f} to {angles.max():.0f} degrees, {len(angles)} projections")
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    with atomic_paths(path, overwrite=overwrite) as (tmp,):
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path

@@ -16,26 +16,28 @@ def register(subparsers) -> None:
         "reconstruct",
         help="reconstruct a sinogram or projection stack file",
         description="Reconstruct INPUT (a 2-D sinogram or a 3-D projection stack: angles x rows x detector) "
-        "and write the volume to OUT.",
+        "and write the volume to OUT. Flats and darks in the file are applied.",
     )
-    p.add_argument("input", help="input file (.tif/.tiff, .npy)")
-    p.add_argument("-o", "--output", required=True, help="output file (.tif)")
+    p.add_argument("input", help="input: DXchange/NXtomo HDF5, MRC/REC, TIFF (file or folder), .npy/.npz")
+    p.add_argument("-o", "--output", required=True, help="output: .tif, .h5, .npy, .npz or .mrc")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--angles", help="START:STOP[:N] in degrees (N defaults to the projection count)")
     g.add_argument("--angles-file", help="text file with one angle (degrees) per projection")
     p.add_argument("--method", default="ganrec", choices=["ganrec", "fbp", "sirt", "tv"])
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--slices", help="row range A:B of a projection stack (default: all)")
-    p.add_argument("--center", type=float, default=None, help="centre of rotation in pixels (default n/2)")
+    p.add_argument("--center", default="auto", help="centre of rotation in pixels, or 'auto' (default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default", help="GANrec preset: default, paper, fast")
     p.add_argument("--tv-weight", type=float, default=0.03, help="TV weight (method tv)")
     p.add_argument(
-        "--layout",
-        choices=["projections", "sinograms"],
-        default="projections",
-        help="how a 3-D input is ordered: projections (angles, rows, det) or sinograms (rows, angles, det)",
+        "--data",
+        choices=["auto", "raw", "transmission", "line-integrals"],
+        default="auto",
+        help="what INPUT holds: raw counts (flats/darks applied), transmission (I/I0), or line "
+        "integrals (after -log). auto: raw when the file has flats or darks, "
+        "transmission when all values lie in [0, 1.05], line integrals otherwise",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run_reconstruct)
@@ -73,17 +75,15 @@ def parse_slices(text: str | None, n_rows: int) -> slice:
     return slice(a, b)
 
 
-def _read_array(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, mmap_mode="r")
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    raise ValueError(f"{path}: unsupported input format {suffix!r} (use .tif, .tiff or .npy)")
+def _angles_argument(args):
+    """What ``read_tomo`` takes as ``angles``: a file, a range parsed once the projection count is
+    known, or None to keep the file's own (or its side-car's)."""
+    if args.angles_file:
+        return args.angles_file
+    if args.angles:
+        text = args.angles
+        return lambda n_projections: parse_angles(text, n_projections)
+    return None
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -91,33 +91,22 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .api import iter_reconstruct
-    from .writers_basic import write_tiff_atomic
+    from .io import read_tomo, write_volume
 
-    data = _read_array(Path(args.input))
-    if data.ndim == 2:
-        sinos = np.asarray(data, dtype=np.float32)[None]
-    elif data.ndim == 3:
-        sinos = np.asarray(data, dtype=np.float32)
-        if args.layout == "projections":
-            sinos = np.ascontiguousarray(sinos.transpose(1, 0, 2))
-    else:
-        raise ValueError(f"{args.input}: expected a 2-D sinogram or a 3-D stack, got shape {data.shape}")
-    n_proj = sinos.shape[1]
-    if args.angles_file:
-        angles = np.loadtxt(args.angles_file, dtype=np.float64, ndmin=1)
-    elif args.angles:
-        angles = parse_angles(args.angles, n_proj)
-    else:
-        raise ValueError("give the angles: --angles START:STOP[:N] or --angles-file F")
-    rows = parse_slices(args.slices, sinos.shape[0])
-    sinos = sinos[rows]
+    with read_tomo(args.input, angles=_angles_argument(args)) as data:
+        angles = data.angles
+        rows = parse_slices(args.slices, data.n_rows)
+        data.metadata["kind"] = _data_kind(args.data, data, rows)
+        sinos = data.sinograms(rows=rows)
+        source_meta = {k: v for k, v in data.metadata.items() if isinstance(v, (str, int, float, bool))}
+    center = _resolve_center(args.center, sinos, angles)
     iterations = 1 if args.method == "fbp" else args.iterations
     t0 = time.perf_counter()
     bar = tqdm(total=iterations, desc=f"{args.method} {sinos.shape[0]} slice(s)", unit="it")
     image = None
     options = {"preset": args.preset} if args.method == "ganrec" else {}
     for step in iter_reconstruct(sinos, angles, method=args.method, iterations=iterations,
-                                 center=args.center, device=args.device, seed=args.seed,
+                                 center=center, device=args.device, seed=args.seed,
                                  preview_every=max(1, iterations), tv_weight=args.tv_weight, **options):
         bar.update(1)
         if "l1" in step.losses:
@@ -128,14 +117,40 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     meta = {
         "method": args.method,
         "angles": [float(a) for a in angles],
-        "center": args.center if args.center is not None else sinos.shape[-1] / 2,
+        "center": center,
         "iterations": iterations,
         "seed": args.seed,
         "device": args.device,
+        "preset": args.preset if args.method == "ganrec" else None,
         "slices": [rows.start, rows.stop],
         "input": str(args.input),
+        "source": source_meta,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    out = write_tiff_atomic(args.output, image, meta, overwrite=args.overwrite)
-    print(f"wrote {out} {image.shape} in {meta['seconds']:.1f} s")
+    out = write_volume(args.output, image, meta, overwrite=args.overwrite)
+    print(f"wrote {out} {image.shape} (centre {center:.2f}) in {meta['seconds']:.1f} s")
     return 0
+
+
+def _data_kind(choice: str, data, rows: slice) -> str:
+    """The ``TomoData.metadata["kind"]`` to use for ``--data``."""
+    if choice != "auto":
+        return choice.replace("-", "_")
+    if data.flats is not None or data.darks is not None:
+        return "raw"
+    sample = np.asarray(data.projections[:, rows.start : rows.start + 1, :], dtype=np.float32)
+    if sample.min() >= 0 and sample.max() <= 1.05:
+        return "transmission"
+    return "line_integrals"
+
+
+def _resolve_center(text: str | None, sinos: np.ndarray, angles: np.ndarray) -> float:
+    """``None``/``"auto"`` -> automatic centre of the middle slice; a number -> that number."""
+    if text is None or str(text).lower() == "auto":
+        from .center import find_center
+
+        return float(find_center(sinos[len(sinos) // 2], angles))
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--center must be 'auto' or a number of pixels, got {text!r}") from None

@@ -42,7 +42,7 @@ def test_reconstruct_projection_stack_with_slices(tmp_path):
     path, proj, _ = _stack(tmp_path)
     out = tmp_path / "rec.tif"
     code = main(["reconstruct", str(path), "-o", str(out), "--angles", "0:120:40", "--method", "fbp",
-                 "--slices", "1:3", "--device", "cpu"])
+                 "--slices", "1:3", "--device", "cpu", "--center", "16"])
     assert code == 0
     rec = tifffile.imread(out)
     assert rec.shape == (2, 32, 32)
@@ -57,9 +57,10 @@ def test_reconstruct_projection_stack_with_slices(tmp_path):
     "extra, message",
     [
         (["--angles", "0:120:41"], "41 angles but the input has 40"),
+        (["--angles", "0:120", "--center", "left"], "--center must be"),
         (["--angles", "0:x"], "START:STOP"),
         (["--angles", "0:120", "--slices", "3:9"], "outside the 4 rows"),
-        ([], "give the angles"),
+        ([], "no projection angles"),
     ],
 )
 def test_reconstruct_reports_bad_arguments(tmp_path, capsys, extra, message):
@@ -85,3 +86,17 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "pip install torch==2.13.0" in block and "pytest" in block
     ci = (ROOT / ".ci" / "run").read_text()
     assert "test-command" in ci and "xvfb-run" in ci
+
+
+def test_reconstruct_finds_the_centre_and_records_parameters(tmp_path):
+    from napari_ganrec.io import read_volume
+
+    path, _, _ = _stack(tmp_path)
+    (tmp_path / "angles.txt").write_text("\n".join(str(a) for a in np.linspace(0, 120, 40, endpoint=False)))
+    out = tmp_path / "rec.h5"
+    assert main(["reconstruct", str(path), "-o", str(out), "--angles-file", str(tmp_path / "angles.txt"),
+                 "--method", "sirt", "--iterations", "5", "--device", "cpu"]) == 0
+    rec, meta = read_volume(out)
+    assert rec.shape == (4, 32, 32)
+    assert abs(meta["center"] - 16) < 1.0
+    assert meta["method"] == "sirt" and meta["iterations"] == 5 and len(meta["angles"]) == 40

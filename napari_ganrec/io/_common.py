@@ -360,8 +360,11 @@ def find_angle_sidecar(path) -> Path | None:
 
 
 def resolve_angles(angles, path, n_projections: int, found=None, found_units=None):
-    """Angles from (in this order) the ``angles`` argument (array or path of a text file), the
-    file's own angles ``found``, or a side-car file; a :class:`TomoFormatError` when none."""
+    """Angles from (in this order) the ``angles`` argument (array, path of a text file, or a
+    callable ``f(n_projections) -> angles`` such as a parsed ``START:STOP`` range), the file's own
+    angles ``found``, or a side-car file; a :class:`TomoFormatError` when none."""
+    if callable(angles):
+        angles = angles(n_projections)
     if angles is not None:
         if isinstance(angles, (str, os.PathLike)):
             return check_angles(read_angle_file(angles), n_projections, angles)

@@ -45,10 +45,12 @@ __all__ = [
     "denoise_volume",
     "estimate_noise_sigma",
     "particle_mask",
-    "pore_threshold",
+    "compute_pore_threshold",
     "label_pores",
     "pore_table",
     "pore_size_distribution",
+    "estimate_thresholds",
+    "preview_slice",
     "iter_segment",
     "segment",
     "save_table_csv",
@@ -285,6 +287,9 @@ def threshold_from_histogram(counts: np.ndarray, edges: np.ndarray, method: str)
         raise ValueError("edges must have one more element than counts")
     if counts.sum() == 0:
         raise ValueError("the histogram is empty (no voxels to threshold)")
+    occupied = np.flatnonzero(counts)
+    if occupied.size == 1:  # a single value: everything is the bright class
+        return float(edges[occupied[0]])
     if method == "otsu":
         return _otsu_hist(counts, edges)
     if method == "li":
@@ -405,9 +410,7 @@ def denoise_volume(
     shape = _check_volume(volume)
     if inplace:
         if not (
-            isinstance(volume, np.ndarray)
-            and volume.dtype == np.float32
-            and volume.flags.writeable
+            isinstance(volume, np.ndarray) and volume.dtype == np.float32 and volume.flags.writeable
         ):
             raise ValueError("inplace=True needs volume to be a writable float32 numpy array")
         out = volume
@@ -419,12 +422,6 @@ def denoise_volume(
 
 
 # ----------------------------------------------------------------------------- particle mask
-def _resolve_threshold(spec: Threshold, counts, edges) -> float:
-    if isinstance(spec, str):
-        return threshold_from_histogram(counts, edges, spec)
-    return float(spec)
-
-
 def _particle_gen(volume, threshold, closing, connectivity, chunk, bins, labels_buf):
     shape = volume.shape
     nz = shape[0]
@@ -557,7 +554,7 @@ def particle_mask(
     return _drain(_particle_gen(volume, spec, closing, connectivity, chunk, bins, buf))
 
 
-def pore_threshold(
+def compute_pore_threshold(
     volume,
     mask: np.ndarray,
     method: Threshold = "otsu",
@@ -698,8 +695,15 @@ def label_pores(
     chunk = _chunk_for(pores.shape, chunk)
     buf = np.empty(pores.shape, dtype=np.int32)
     return _drain(
-        _label_gen(pores.astype(bool, copy=False), connectivity, int(min_size), watershed,
-                   float(watershed_h), chunk, buf)
+        _label_gen(
+            pores.astype(bool, copy=False),
+            connectivity,
+            int(min_size),
+            watershed,
+            float(watershed_h),
+            chunk,
+            buf,
+        )
     )
 
 
@@ -797,9 +801,7 @@ def _table_gen(labels, n, mask, voxel_size):
     return {c: np.asarray(v, dtype=dtypes.get(c, np.float64)) for c, v in cols.items()}
 
 
-def pore_table(
-    labels: np.ndarray, mask: np.ndarray, voxel_size=None
-) -> dict[str, np.ndarray]:
+def pore_table(labels: np.ndarray, mask: np.ndarray, voxel_size=None) -> dict[str, np.ndarray]:
     """Per-pore measurements, one row per label ``1..labels.max()`` present.
 
     Columns (``TABLE_COLUMNS``): ``label``; ``volume_voxels`` and ``volume`` (physical units cubed,
@@ -854,6 +856,63 @@ def pore_size_distribution(
     return np.histogram(d, bins=bins, weights=w)
 
 
+# ----------------------------------------------------------------------------------- preview
+def estimate_thresholds(
+    volume,
+    particle_threshold: Threshold = "otsu",
+    pore_threshold: Threshold = "otsu",
+    *,
+    max_voxels: int = 2_000_000,
+    bins: int = 1024,
+) -> tuple[float, float]:
+    """Particle and pore thresholds as :func:`iter_segment` would use them, fast.
+
+    Automatic thresholds are computed on a strided subsample of at most ``max_voxels`` voxels (the
+    whole volume when it is smaller), so a live preview can follow parameter changes.
+
+    Returns
+    -------
+    (particle_threshold, pore_threshold) : floats
+    """
+    shape = _check_volume(volume)
+    pspec = parse_threshold(particle_threshold, "particle_threshold")
+    qspec = parse_threshold(pore_threshold, "pore_threshold")
+    step = max(1, int(math.ceil((np.prod(shape, dtype=np.float64) / max_voxels) ** (1 / 3))))
+    sub = np.asarray(volume[::step, ::step, ::step], dtype=np.float32)
+    if min(sub.shape) < 2:
+        sub = np.asarray(volume, dtype=np.float32)
+    mask, pthr = particle_mask(sub, pspec, bins=bins)
+    if isinstance(qspec, str):
+        qthr = min(compute_pore_threshold(sub, mask, qspec, bins=bins), pthr)
+    else:
+        qthr = float(qspec)
+    return float(pthr), float(qthr)
+
+
+def preview_slice(
+    image: np.ndarray, particle_threshold: float, pore_threshold: float
+) -> np.ndarray:
+    """A 2-D preview of the segmentation of one slice: 0 air, 1 particle, 2 pore.
+
+    The particle is the slice's largest solid component with its holes filled in 2-D (the 3-D
+    run fills holes in 3-D, so pores cut by the slice look the same).
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {img.shape}")
+    solid = img >= float(particle_threshold)
+    out = np.zeros(img.shape, dtype=np.uint8)
+    lab, n = ndimage.label(solid)
+    if n == 0:
+        return out
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    part = ndimage.binary_fill_holes(lab == int(np.argmax(sizes)))
+    out[part] = 1
+    out[part & (img < float(pore_threshold))] = 2
+    return out
+
+
 # ------------------------------------------------------------------------------------ result
 @dataclass
 class SegmentationResult:
@@ -897,7 +956,7 @@ class SegmentationResult:
         return float(np.prod(self.voxel_size))
 
     def size_distribution(self, bins="auto", weights: str = "count"):
-        """Histogram of equivalent diameters (physical units), see :func:`pore_size_distribution`."""
+        """Equivalent-diameter histogram (physical units); see :func:`pore_size_distribution`."""
         return pore_size_distribution(self.table["equivalent_diameter"], bins, weights)
 
     def summary(self) -> dict[str, float]:
@@ -1026,7 +1085,10 @@ def iter_segment(
             out = np.empty(shape, dtype=np.float32)
         volume = yield from _staged(
             _denoise_gen(volume, denoise, denoise_strength, chunk, out),
-            "denoise", 0.0, 0.25, f"denoising ({denoise})",
+            "denoise",
+            0.0,
+            0.25,
+            f"denoising ({denoise})",
         )
         w0 = 0.25
     span = 1.0 - w0
@@ -1034,14 +1096,20 @@ def iter_segment(
     yield SegmentProgress("particle", w0, "particle mask")
     mask, pthr = yield from _staged(
         _particle_gen(volume, pspec, int(closing), 1, chunk, bins, buf),
-        "particle", w0, w0 + 0.35 * span, "particle mask",
+        "particle",
+        w0,
+        w0 + 0.35 * span,
+        "particle mask",
     )
     lo = w0 + 0.35 * span
     yield SegmentProgress("pores", lo, "pore threshold")
     if isinstance(qspec, str):
         qthr = yield from _staged(
             _pore_threshold_gen(volume, mask, qspec, chunk, bins),
-            "pores", lo, lo + 0.1 * span, "pore threshold",
+            "pores",
+            lo,
+            lo + 0.1 * span,
+            "pore threshold",
         )
         qthr = min(qthr, pthr)
     else:
@@ -1060,7 +1128,10 @@ def iter_segment(
     stage = "watershed" if watershed else "pores"
     labels, n = yield from _staged(
         _label_gen(pores, connectivity, int(min_size), watershed, float(watershed_h), chunk, buf),
-        stage, lo, lo + 0.2 * span, "labelling pores",
+        stage,
+        lo,
+        lo + 0.2 * span,
+        "labelling pores",
     )
     del pores
     lo += 0.2 * span
@@ -1154,9 +1225,7 @@ def save_table_csv(table: dict[str, np.ndarray], path, *, overwrite: bool = Fals
     return path
 
 
-def save_labels_tiff(
-    labels: np.ndarray, path, *, overwrite: bool = False, voxel_size=None
-) -> Path:
+def save_labels_tiff(labels: np.ndarray, path, *, overwrite: bool = False, voxel_size=None) -> Path:
     """Write a label (or mask) volume as a TIFF (atomic; refuses to overwrite unless asked)."""
     import tifffile
 

@@ -1,2 +1,26 @@
-"""napari-ganrec: GANrec tomographic reconstruction for napari, the command line and Dask."""
+"""napari-ganrec: GANrec tomographic reconstruction for napari, the command line and Dask.
+
+>>> import napari_ganrec as ng
+>>> rec = ng.reconstruct(sinogram, angles, method="ganrec", iterations=1000)
+"""
+
 __version__ = "0.1.0"
+
+from .api import METHODS, Step, iter_reconstruct, reconstruct  # noqa: E402
+from .ganrec import PRESETS, GANrecConfig, make_config  # noqa: E402
+from .geometry import Geometry, angles_from_range  # noqa: E402
+from .projector import Projector  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "METHODS",
+    "PRESETS",
+    "GANrecConfig",
+    "Geometry",
+    "Projector",
+    "Step",
+    "angles_from_range",
+    "iter_reconstruct",
+    "make_config",
+    "reconstruct",
+]

@@ -1,0 +1,142 @@
+"""GANrec networks: the sinogram-to-image generator and the sinogram discriminator.
+
+Following Yang et al. (2020), Fig. 2: the generator flattens the sinogram, maps it through four fully
+connected layers (Softplus, layer normalisation, dropout) to an ``n x n`` image, and refines it with
+nine convolutional layers (ReLU, layer normalisation); the discriminator is four stride-2
+convolutional layers whose last feature map, flattened, is the output (no dense layer). "Same"
+padding keeps both valid for any angle count and detector size (51 projections, odd widths).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Generator", "Discriminator", "SeededDropout"]
+
+
+class SeededDropout(nn.Module):
+    """Dropout drawing its masks from its own ``torch.Generator`` (reproducible per run)."""
+
+    def __init__(self, p: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.p = float(p)
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0:
+            return x
+        keep = 1.0 - self.p
+        if self.generator is not None and self.generator.device == x.device:
+            mask = torch.rand(x.shape, generator=self.generator, device=x.device) < keep
+        else:
+            mask = torch.rand_like(x) < keep
+        return x * mask / keep
+
+
+class Generator(nn.Module):
+    """Sinogram ``(B, 1, A, D)`` -> image ``(B, 1, n, n)``.
+
+    Parameters
+    ----------
+    n_angles, n_det : int
+        Sinogram shape; the image is ``n_det x n_det``.
+    units : int
+        Width of the three hidden fully connected layers.
+    dropout : float
+        Dropout after the hidden fully connected layers.
+    channels : int
+        Feature maps of the convolutional layers.
+    kernel : int
+        Kernel size of the convolutional layers (odd).
+    n_conv : int
+        Number of convolutional layers (the last maps to one channel).
+    output : {"linear", "relu", "softplus"}
+        Output activation. ``"relu"`` starts its bias at ``output_bias`` so it cannot stick at 0.
+    """
+
+    def __init__(
+        self,
+        n_angles: int,
+        n_det: int,
+        units: int = 256,
+        dropout: float = 0.25,
+        channels: int = 32,
+        kernel: int = 3,
+        n_conv: int = 9,
+        output: str = "linear",
+        output_bias: float = 0.0,
+        dropout_generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if kernel % 2 != 1:
+            raise ValueError(f"kernel must be odd, got {kernel}")
+        if n_conv < 1:
+            raise ValueError(f"n_conv must be >= 1, got {n_conv}")
+        if output not in ("linear", "relu", "softplus"):
+            raise ValueError(f"output must be 'linear', 'relu' or 'softplus', got {output!r}")
+        self.n = n_det
+        n_in = n_angles * n_det
+        layers: list[nn.Module] = []
+        width = n_in
+        for _ in range(3):
+            layers += [nn.Linear(width, units), nn.LayerNorm(units), nn.Softplus()]
+            if dropout > 0:
+                layers.append(SeededDropout(dropout, dropout_generator))
+            width = units
+        layers += [nn.Linear(width, n_det * n_det)]
+        self.fc = nn.Sequential(*layers)
+        self.fc_norm = nn.LayerNorm(n_det * n_det)
+        convs: list[nn.Module] = []
+        cin = 1
+        for _ in range(n_conv - 1):
+            convs += [
+                nn.Conv2d(cin, channels, kernel, padding=kernel // 2),
+                nn.GroupNorm(1, channels),  # layer normalisation over (C, H, W)
+                nn.ReLU(inplace=True),
+            ]
+            cin = channels
+        self.conv = nn.Sequential(*convs)
+        self.last = nn.Conv2d(cin, 1, kernel, padding=kernel // 2)
+        self.output = output
+        if output == "relu":
+            nn.init.constant_(self.last.bias, output_bias)
+
+    def forward(self, sino: torch.Tensor) -> torch.Tensor:
+        bsz = sino.shape[0]
+        x = self.fc(sino.reshape(bsz, -1))
+        x = torch.nn.functional.softplus(self.fc_norm(x)).view(bsz, 1, self.n, self.n)
+        x = self.last(self.conv(x))
+        if self.output == "relu":
+            x = torch.relu(x)
+        elif self.output == "softplus":
+            x = torch.nn.functional.softplus(x)
+        return x
+
+
+class Discriminator(nn.Module):
+    """Sinogram ``(B, 1, A, D)`` -> logits ``(B, k)``: four stride-2 convolutions, flattened.
+
+    ``spectral_norm`` wraps each convolution in spectral normalisation (more stable adversarial
+    training); otherwise layer normalisation follows each hidden convolution, as in the paper.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 1), kernel: int = 5,
+                 spectral_norm: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 1
+        for i, cout in enumerate(channels):
+            conv = nn.Conv2d(cin, cout, kernel, stride=2, padding=kernel // 2)
+            if spectral_norm:
+                conv = nn.utils.parametrizations.spectral_norm(conv)
+            layers.append(conv)
+            if i < len(channels) - 1:
+                if not spectral_norm:
+                    layers.append(nn.GroupNorm(1, cout))
+                layers.append(nn.LeakyReLU(0.2, inplace=True))
+            cin = cout
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, sino: torch.Tensor) -> torch.Tensor:
+        return self.net(sino).flatten(1)

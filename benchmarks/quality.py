@@ -17,8 +17,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 CASES = {
     "0-180": (0.0, 180.0, 180, False),
     "0-120": (0.0, 120.0, 120, False),

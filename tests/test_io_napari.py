@@ -49,7 +49,12 @@ def test_reader_hook_gives_lazy_layer_with_metadata(tmp_path):
     assert meta["flats"].shape == flats.shape and meta["format"] == "dxchange"
 
 
-def test_writer_hooks_round_trip_and_refuse_overwrite(tmp_path):
+def test_writer_hooks_round_trip_and_refuse_overwrite(tmp_path, monkeypatch):
+    from napari_ganrec.io import _napari_io
+
+    answers = []
+    # the user answers "No" to "Replace file?" (never a real modal dialog in tests)
+    monkeypatch.setattr(_napari_io, "_confirm_overwrite", lambda p: answers.append(p) or False)
     vol = np.random.default_rng(0).random((2, 8, 8)).astype(np.float32)
     out = write_image(str(tmp_path / "rec.tif"), vol, {"name": "rec", "metadata": {
         "method": "fbp", "center": 4.0, "flats": np.ones((2, 8, 8))}})
@@ -61,6 +66,11 @@ def test_writer_hooks_round_trip_and_refuse_overwrite(tmp_path):
     assert lt == "image" and kw["metadata"]["center"] == 4.0
     with pytest.raises(FileExistsError, match="rec.tif"):
         write_image(out[0], vol, {"name": "rec", "metadata": {}})
+    assert len(answers) == 1
+    np.testing.assert_array_equal(read_volume(out[0])[0], vol)  # untouched
+    monkeypatch.setattr(_napari_io, "_confirm_overwrite", lambda p: True)  # "Yes"
+    write_image(out[0], 2 * vol, {"name": "rec", "metadata": {}})
+    np.testing.assert_array_equal(read_volume(out[0])[0], 2 * vol)
     lab = write_labels_layer(str(tmp_path / "lab.tif"), (vol > 0.5).astype(np.int32),
                              {"name": "pores", "metadata": {}})
     (d3, kw3, lt3), = get_reader(lab[0])(lab[0])

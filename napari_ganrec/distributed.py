@@ -320,8 +320,8 @@ def _open_store(store: Path, shape, params: dict, overwrite: bool):
     return arr, False
 
 
-def _prepare_source(source, work: Path, n_slices: int | None) -> SinogramSource:
-    src = as_source(source, n_slices=n_slices)
+def _prepare_source(source, work: Path, n_slices: int | None, angles) -> SinogramSource:
+    src = as_source(source, n_slices=n_slices, angles=angles)
     if isinstance(src, ArraySource) and isinstance(src.array, np.ndarray):
         work.mkdir(parents=True, exist_ok=True)
         digest = _hash_array(src.array)
@@ -447,7 +447,7 @@ def run_distributed(
     for bad in ("rows", "warm_start", "state_out", "progress_every", "preview", "first_iterations"):
         if bad in volume_kwargs:
             raise ValueError(f"{bad!r} cannot be passed to run_distributed")
-    src = _prepare_source(source, work, n_slices)
+    src = _prepare_source(source, work, n_slices, angles)
     if angles is None:
         angles = src.angles
         if angles is None:

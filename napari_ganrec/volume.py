@@ -322,7 +322,7 @@ class CallableSource(SinogramSource):
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def as_source(sinograms, n_slices: int | None = None) -> SinogramSource:
+def as_source(sinograms, n_slices: int | None = None, angles=None) -> SinogramSource:
     """Wrap what the user gave as a :class:`SinogramSource`.
 
     Parameters
@@ -333,6 +333,9 @@ def as_source(sinograms, n_slices: int | None = None) -> SinogramSource:
         for a ``.npy`` file of sinograms ``(n_slices, n_angles, n_det)`` use :class:`NpySource`.
     n_slices : int, optional
         Number of slices, for a callable (and loaders that do not say).
+    angles : array_like, optional
+        Angles (degrees) handed to ``read_tomo`` when ``sinograms`` is a path (files that carry
+        none need them to open).
 
     Raises
     ------
@@ -342,7 +345,8 @@ def as_source(sinograms, n_slices: int | None = None) -> SinogramSource:
     if isinstance(sinograms, SinogramSource):
         return sinograms
     if isinstance(sinograms, (str, os.PathLike)):
-        return PathSource(sinograms)
+        opts = {} if angles is None else {"angles": np.asarray(angles, dtype=np.float64)}
+        return PathSource(sinograms, open_kwargs=opts)
     if callable(getattr(sinograms, "sinograms", None)):
         return LoaderSource(sinograms, n_slices=n_slices)
     if hasattr(sinograms, "shape") and hasattr(sinograms, "__getitem__"):
@@ -709,7 +713,7 @@ def iter_volume(
     if not isinstance(warm_start, (bool, SolverState)) and warm_start is not None:
         raise ValueError(
             f"warm_start must be True, False or a SolverState, got {type(warm_start).__name__}")
-    source = as_source(sinograms, n_slices=n_slices)
+    source = as_source(sinograms, n_slices=n_slices, angles=angles)
     if angles is None:
         angles = source.angles
         if angles is None:

@@ -10,6 +10,7 @@ from .api import METHODS, Step, iter_reconstruct, reconstruct  # noqa: E402
 from .ganrec import PRESETS, GANrecConfig, make_config  # noqa: E402
 from .geometry import Geometry, angles_from_range  # noqa: E402
 from .projector import Projector  # noqa: E402
+from .volume import iter_volume, reconstruct_volume  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -21,6 +22,8 @@ __all__ = [
     "Step",
     "angles_from_range",
     "iter_reconstruct",
+    "iter_volume",
     "make_config",
     "reconstruct",
+    "reconstruct_volume",
 ]

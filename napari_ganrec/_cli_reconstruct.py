@@ -30,6 +30,13 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default", help="GANrec preset: default, paper, fast")
     p.add_argument("--tv-weight", type=float, default=0.03, help="TV weight (method tv)")
+    p.add_argument("--warm-iterations", type=int, default=100,
+                   help="GANrec iterations of each later slice, warm-started from the previous one (default 100)")
+    p.add_argument("--slab", type=int, default=8, help="slices per task (memory bound per worker; default 8)")
+    g2 = p.add_mutually_exclusive_group()
+    g2.add_argument("--workers", type=int, default=None,
+                    help="reconstruct on a local Dask cluster of N workers (one per GPU when there are several)")
+    g2.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:8786)")
     p.add_argument(
         "--data",
         choices=["auto", "raw", "transmission", "line-integrals"],
@@ -86,49 +93,96 @@ def _angles_argument(args):
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    """Run the ``reconstruct`` sub-command; returns the exit status."""
+    """Run the ``reconstruct`` sub-command; returns the exit status.
+
+    One slice runs in this process with a progress bar per iteration. Several slices go slab by
+    slab through :func:`napari_ganrec.distributed.run_distributed` (warm start from slice to
+    slice, a resumable chunked store beside the output, input read lazily): in this process by
+    default, on a local Dask cluster with ``--workers N``, or on ``--scheduler ADDRESS``.
+    """
+    from .io import read_tomo
+
+    with read_tomo(args.input, angles=_angles_argument(args)) as data:
+        angles = np.asarray(data.angles, dtype=np.float64)
+        rows = parse_slices(args.slices, data.n_rows)
+        kind = _data_kind(args.data, data, rows)
+        data.metadata["kind"] = kind
+        middle = data.sinograms(rows=(rows.start + rows.stop) // 2)[0]
+        source_meta = {k: v for k, v in data.metadata.items() if isinstance(v, (str, int, float, bool))}
+        center = _resolve_center(args.center, middle, angles)
+        iterations = 1 if args.method == "fbp" else args.iterations
+        meta = {
+            "method": args.method,
+            "angles": [float(a) for a in angles],
+            "center": center,
+            "iterations": iterations,
+            "warm_iterations": args.warm_iterations if args.method == "ganrec" else None,
+            "seed": args.seed,
+            "device": args.device,
+            "preset": args.preset if args.method == "ganrec" else None,
+            "tv_weight": args.tv_weight if args.method == "tv" else None,
+            "slices": [rows.start, rows.stop],
+            "input": str(args.input),
+            "source": source_meta,
+        }
+        t0 = time.perf_counter()
+        if rows.stop - rows.start == 1 and args.workers is None and args.scheduler is None:
+            image = _one_slice(args, data.sinograms(rows=rows), angles, center, iterations)
+            from .io import write_volume
+
+            meta["seconds"] = round(time.perf_counter() - t0, 3)
+            out = write_volume(args.output, image, meta, overwrite=args.overwrite)
+            print(f"wrote {out} {image.shape} (centre {center:.2f}) in {meta['seconds']:.1f} s")
+            return 0
+    out = _volume(args, angles, rows, kind, center, iterations, meta)
+    print(f"wrote {out} ({rows.stop - rows.start} slices, centre {center:.2f}) "
+          f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _one_slice(args, sinos: np.ndarray, angles, center: float, iterations: int) -> np.ndarray:
     from tqdm import tqdm
 
     from .api import iter_reconstruct
-    from .io import read_tomo, write_volume
 
-    with read_tomo(args.input, angles=_angles_argument(args)) as data:
-        angles = data.angles
-        rows = parse_slices(args.slices, data.n_rows)
-        data.metadata["kind"] = _data_kind(args.data, data, rows)
-        sinos = data.sinograms(rows=rows)
-        source_meta = {k: v for k, v in data.metadata.items() if isinstance(v, (str, int, float, bool))}
-    center = _resolve_center(args.center, sinos, angles)
-    iterations = 1 if args.method == "fbp" else args.iterations
-    t0 = time.perf_counter()
-    bar = tqdm(total=iterations, desc=f"{args.method} {sinos.shape[0]} slice(s)", unit="it")
     image = None
     options = {"preset": args.preset} if args.method == "ganrec" else {}
-    for step in iter_reconstruct(sinos, angles, method=args.method, iterations=iterations,
-                                 center=center, device=args.device, seed=args.seed,
-                                 preview_every=max(1, iterations), tv_weight=args.tv_weight, **options):
-        bar.update(1)
-        if "l1" in step.losses:
-            bar.set_postfix(l1=f"{step.losses['l1']:.4f}")
-        if step.image is not None:
-            image = step.image
-    bar.close()
-    meta = {
-        "method": args.method,
-        "angles": [float(a) for a in angles],
-        "center": center,
-        "iterations": iterations,
-        "seed": args.seed,
-        "device": args.device,
-        "preset": args.preset if args.method == "ganrec" else None,
-        "slices": [rows.start, rows.stop],
-        "input": str(args.input),
-        "source": source_meta,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    out = write_volume(args.output, image, meta, overwrite=args.overwrite)
-    print(f"wrote {out} {image.shape} (centre {center:.2f}) in {meta['seconds']:.1f} s")
-    return 0
+    with tqdm(total=iterations, desc=f"{args.method} 1 slice", unit="it") as bar:
+        for step in iter_reconstruct(sinos[0], angles, method=args.method, iterations=iterations,
+                                     center=center, device=args.device, seed=args.seed,
+                                     preview_every=max(1, iterations), tv_weight=args.tv_weight, **options):
+            bar.update(1)
+            if "l1" in step.losses:
+                bar.set_postfix(l1=f"{step.losses['l1']:.4f}")
+            if step.image is not None:
+                image = step.image
+    return image
+
+
+def _volume(args, angles, rows: slice, kind: str, center: float, iterations: int, meta: dict):
+    from tqdm import tqdm
+
+    from .distributed import run_distributed
+    from .volume import PathSource
+
+    source = PathSource(args.input, open_kwargs={"angles": angles}, log=kind != "line_integrals")
+    options = {"preset": args.preset} if args.method == "ganrec" else {}
+    if args.method == "tv":
+        options["tv_weight"] = args.tv_weight
+    n = rows.stop - rows.start
+    with tqdm(total=n, desc=f"{args.method} {n} slices", unit="slice") as bar:
+
+        def progress(done):
+            bar.update(done.stop - done.start)
+            bar.set_postfix(skipped="yes" if done.skipped else "no")
+
+        return run_distributed(
+            source, args.output, angles, rows=(rows.start, rows.stop), slab_size=args.slab,
+            method=args.method, iterations=iterations, warm_iterations=args.warm_iterations,
+            workers=args.workers if args.workers is not None else (None if args.scheduler else 0),
+            scheduler=args.scheduler, progress=progress, overwrite=args.overwrite,
+            center=center, device=args.device, seed=args.seed, metadata=meta, **options,
+        )
 
 
 def _data_kind(choice: str, data, rows: slice) -> str:
@@ -143,12 +197,12 @@ def _data_kind(choice: str, data, rows: slice) -> str:
     return "line_integrals"
 
 
-def _resolve_center(text: str | None, sinos: np.ndarray, angles: np.ndarray) -> float:
-    """``None``/``"auto"`` -> automatic centre of the middle slice; a number -> that number."""
+def _resolve_center(text: str | None, sinogram: np.ndarray, angles: np.ndarray) -> float:
+    """``None``/``"auto"`` -> automatic centre of ``sinogram`` (the middle slice); a number -> it."""
     if text is None or str(text).lower() == "auto":
         from .center import find_center
 
-        return float(find_center(sinos[len(sinos) // 2], angles))
+        return float(find_center(sinogram, angles))
     try:
         return float(text)
     except ValueError:

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from .geometry import validate_angles
+from .io._common import sidecar_path, to_jsonable, write_json
+from .io.hdf5 import VOLUME_ATTR
 from .volume import (
     ArraySource,
     NpySource,
@@ -234,12 +236,14 @@ def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # assembly
-def assemble(store, out_path, dataset: str = "reconstruction", overwrite: bool = False,
-             chunk: int = 16) -> Path:
+def assemble(store, out_path, dataset: str = "volume", overwrite: bool = False,
+             chunk: int = 16, metadata: dict | None = None) -> Path:
     """Write the Zarr volume at ``store`` to ``out_path`` (TIFF, HDF5 or NumPy), atomically.
 
     The volume is copied ``chunk`` slices at a time into a temporary file beside ``out_path``,
-    which then replaces it in one :func:`os.replace`.
+    which then replaces it in one :func:`os.replace`. ``metadata`` (the reconstruction's
+    parameters) goes where :func:`napari_ganrec.io.read_volume` finds it: the TIFF description,
+    the HDF5 dataset's attribute, and a ``name.ext.json`` side-car.
 
     Raises
     ------
@@ -269,7 +273,9 @@ def assemble(store, out_path, dataset: str = "reconstruction", overwrite: bool =
 
             big = np.prod(shape) * 4 > 2**31
             tifffile.imwrite(tmp, pages(), shape=shape, dtype=np.float32, bigtiff=bool(big),
-                             photometric="minisblack")
+                             photometric="minisblack",
+                             description=json.dumps(to_jsonable(metadata)) if metadata else None,
+                             metadata=None if metadata else {})
         elif suffix == ".npy":
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             for i in range(0, shape[0], chunk):
@@ -287,7 +293,11 @@ def assemble(store, out_path, dataset: str = "reconstruction", overwrite: bool =
                 meta = arr.attrs.get(_META_KEY)
                 if meta is not None:
                     ds.attrs["napari_ganrec"] = json.dumps(meta)
+                if metadata:
+                    ds.attrs[VOLUME_ATTR] = json.dumps(to_jsonable(metadata))
         os.replace(tmp, out)
+        if metadata:
+            write_json(sidecar_path(out), metadata)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -363,8 +373,9 @@ def run_distributed(
     work_dir=None,
     keep_parts: bool = False,
     overwrite: bool = False,
-    dataset: str = "reconstruction",
+    dataset: str = "volume",
     n_slices: int | None = None,
+    metadata: dict | None = None,
     **volume_kwargs,
 ) -> Path:
     """Reconstruct a volume slab by slab on Dask workers into a resumable store, then assemble.
@@ -409,6 +420,8 @@ def run_distributed(
         Replace an existing output, and a work folder left by a run with other parameters.
     dataset : str
         HDF5 dataset name of the result.
+    metadata : dict, optional
+        Parameters recorded with the result (see :func:`assemble`).
     n_slices : int, optional
         For a callable or a loader that does not say how many slices it has.
     **volume_kwargs
@@ -527,7 +540,7 @@ def run_distributed(
     src.close()
 
     if store != out:
-        assemble(store, out, dataset=dataset, overwrite=overwrite)
+        assemble(store, out, dataset=dataset, overwrite=overwrite, metadata=metadata)
     if not keep_parts:
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -100,3 +100,19 @@ def test_reconstruct_finds_the_centre_and_records_parameters(tmp_path):
     assert rec.shape == (4, 32, 32)
     assert abs(meta["center"] - 16) < 1.0
     assert meta["method"] == "sirt" and meta["iterations"] == 5 and len(meta["angles"]) == 40
+
+
+def test_reconstruct_volume_goes_slab_by_slab_with_warm_start_and_resumes(tmp_path):
+    from napari_ganrec.io import read_volume
+
+    path, _, _ = _stack(tmp_path)
+    out = tmp_path / "vol.tif"
+    args = ["reconstruct", str(path), "-o", str(out), "--angles", "0:120:40", "--iterations", "6",
+            "--warm-iterations", "3", "--slab", "2", "--device", "cpu", "--center", "16"]
+    assert main(args) == 0
+    rec, meta = read_volume(out)
+    assert rec.shape == (4, 32, 32) and np.isfinite(rec).all()
+    assert meta["method"] == "ganrec" and meta["warm_iterations"] == 3 and meta["center"] == 16
+    assert not (tmp_path / "vol.tif.parts").exists()  # the chunked store is cleaned up
+    assert main(args) == 2  # never overwrites silently
+    assert main([*args, "--overwrite", "--workers", "1"]) == 0  # the same on a local Dask cluster

@@ -69,8 +69,8 @@ def test_two_workers_equal_one_worker(data, reference, tmp_path):
         import h5py
 
         with h5py.File(out, "r") as fh:
-            results[workers] = fh["reconstruction"][()]
-            meta = json.loads(fh["reconstruction"].attrs["napari_ganrec"])
+            results[workers] = fh["volume"][()]
+            meta = json.loads(fh["volume"].attrs["napari_ganrec"])
         assert meta["slab_size"] == 2 and meta["iterations"] == 20
         assert len(records) == 4 and records[-1].done == NZ
     np.testing.assert_allclose(results[2], results[1], atol=1e-4 * np.abs(ref).max())

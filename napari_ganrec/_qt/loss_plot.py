@@ -105,6 +105,8 @@ class LossPlot(QWidget):
             x = np.asarray(its, dtype=float)
             y = np.asarray(vals, dtype=float)
             y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+            if name not in self._lines and not np.any(np.isfinite(y)):
+                continue  # nothing to draw on a log axis (e.g. a loss that stays 0)
             if name not in self._lines:
                 (self._lines[name],) = ax.plot([], [], linewidth=1.0, label=name, animated=True)
                 full = True

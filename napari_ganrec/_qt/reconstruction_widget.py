@@ -179,7 +179,8 @@ class ReconstructionWidget(QWidget):
         self.angle_start = _dspin(-720, 720, 0.0, 1.0, 2, "First angle")
         self.angle_stop = _dspin(-720, 720, 180.0, 1.0, 2, "Last angle (or end of a 180/360 "
                                  "degree scan, which excludes it)")
-        self.angle_count = _spin(1, 100000, 180, "Number of projections")
+        self.angle_count = QLabel("")
+        self.angle_count.setToolTip("Number of projections: always the image's angle axis")
         self.angle_file = QLineEdit()
         self.angle_file.setPlaceholderText("text file, one angle per line")
         self.angle_browse = QPushButton("...")
@@ -187,12 +188,17 @@ class ReconstructionWidget(QWidget):
         frow = QHBoxLayout()
         frow.addWidget(self.angle_file)
         frow.addWidget(self.angle_browse)
-        form.addRow("from", self.angle_source)
-        form.addRow("start", self.angle_start)
-        form.addRow("stop", self.angle_stop)
-        form.addRow("count", self.angle_count)
+        rrow = QHBoxLayout()
+        rrow.addWidget(self.angle_start)
+        rrow.addWidget(QLabel("to"))
+        rrow.addWidget(self.angle_stop)
+        srcrow = QHBoxLayout()
+        srcrow.addWidget(self.angle_source, 1)
+        srcrow.addWidget(self.angle_count)
+        form.addRow("from", srcrow)
+        form.addRow("range", rrow)
         form.addRow("file", frow)
-        h.addLayout(form)
+        h.addLayout(form, 1)
         self.wedge = WedgePlot()
         h.addWidget(self.wedge)
         col.addWidget(box)
@@ -238,11 +244,17 @@ class ReconstructionWidget(QWidget):
         self.seed_spin = _spin(0, 2**31 - 1, 0, "Seed of the network initialisation")
         self.residual_check = QCheckBox("show sinogram residual")
         self.residual_check.setToolTip("A second live layer: model sinogram minus data")
+        irow = QHBoxLayout()
+        irow.addWidget(self.iterations_spin)
+        irow.addWidget(QLabel("preview every"))
+        irow.addWidget(self.preview_spin)
+        drow = QHBoxLayout()
+        drow.addWidget(self.device_combo)
+        drow.addWidget(QLabel("seed"))
+        drow.addWidget(self.seed_spin)
         form.addRow("method", self.method_combo)
-        form.addRow("iterations", self.iterations_spin)
-        form.addRow("preview every", self.preview_spin)
-        form.addRow("device", self.device_combo)
-        form.addRow("seed", self.seed_spin)
+        form.addRow("iterations", irow)
+        form.addRow("device", drow)
         form.addRow("", self.residual_check)
         self.solver_options = SolverOptions()
         self.advanced = QCollapsible("Advanced")
@@ -268,7 +280,7 @@ class ReconstructionWidget(QWidget):
         col.addWidget(box)
         col.addStretch(1)
 
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(inner)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -291,7 +303,6 @@ class ReconstructionWidget(QWidget):
         self.angle_source.currentIndexChanged.connect(self._on_angle_source)
         for w in (self.angle_start, self.angle_stop):
             w.valueChanged.connect(self._update_wedge)
-        self.angle_count.valueChanged.connect(self._update_wedge)
         self.angle_file.editingFinished.connect(self._update_wedge)
         self.angle_browse.clicked.connect(self._browse_angles)
         self.fbp_button.clicked.connect(self.fbp_preview)
@@ -384,7 +395,7 @@ class ReconstructionWidget(QWidget):
         for w in (self.slice_spin, self.nslices_spin):
             w.blockSignals(False)
         md = layer.metadata
-        self.angle_count.setValue(info.n_angles)
+        self.angle_count.setText(f"{info.n_angles} angles")
         meta_angles = angles_from_metadata(md, info.n_angles)
         if meta_angles is not None:
             self.angle_source.setCurrentText("layer metadata")
@@ -448,7 +459,6 @@ class ReconstructionWidget(QWidget):
         src = self.angle_source.currentText()
         for w in (self.angle_start, self.angle_stop):
             w.setEnabled(src == "range")
-        self.angle_count.setEnabled(False)  # always the number of projections in the image
         self.angle_file.setEnabled(src == "file")
         self.angle_browse.setEnabled(src == "file")
         self._update_wedge()
@@ -699,9 +709,9 @@ class ReconstructionWidget(QWidget):
         if s.status == "running" and 0 < s.iteration < s.total:
             eta = s.elapsed / s.iteration * (s.total - s.iteration)
             txt += f", ETA {eta:.0f} s"
-        losses = s.last_losses()
+        losses = {k: v for k, v in s.last_losses().items() if v != 0}
         if losses:
-            txt += "\n" + ", ".join(f"{k} {v:.3g}" for k, v in losses.items())
+            txt += "\n" + ", ".join(f"{k} {v:.3g}" for k, v in list(losses.items())[:4])
         if s.message:
             txt += f"\n{s.message}"
         self.status_label.setText(txt)

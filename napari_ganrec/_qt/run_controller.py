@@ -96,6 +96,10 @@ class RunController(QObject):
         self._error: str | None = None
         self._draw_emitter = None
         self._pending: RunUpdate | None = None
+        #: seconds between two refreshes of the live layers (each costs a canvas redraw, which
+        #: with software OpenGL takes tens of milliseconds): at most 10 pictures a second
+        self.render_interval = 0.1
+        self._last_render = 0.0
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
@@ -261,12 +265,14 @@ class RunController(QObject):
             # busy elsewhere), only the newest image is drawn, from the event loop.
             self._pending = update
             if not self._render_timer.isActive():
-                self._render_timer.start()
+                wait = self._last_render + self.render_interval - time.perf_counter()
+                self._render_timer.start(max(0, int(wait * 1000)))
         self._update_progress(update.iteration, update.iteration >= update.total)
 
     def _render(self) -> None:
         update, self._pending = self._pending, None
         if update is not None:
+            self._last_render = time.perf_counter()
             self._show_image(update)
 
     def _update_progress(self, iteration: int, force: bool = False) -> None:

@@ -21,11 +21,12 @@ class WedgePlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.canvas, self.figure, self.axes = make_canvas(1.6, 1.6, polar=True)
-        self.figure.subplots_adjust(left=0.08, right=0.92, top=0.92, bottom=0.08)
-        self.canvas.setFixedSize(150, 150)
+        self.canvas, self.figure, self.axes = make_canvas(1.2, 1.2, polar=True)
+        self.figure.subplots_adjust(left=0.1, right=0.9, top=0.9, bottom=0.1)
+        self.canvas.setFixedSize(120, 120)
         self.label = QLabel("")
         self.label.setWordWrap(True)
+        self.label.setMaximumWidth(130)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
@@ -62,8 +63,8 @@ class WedgePlot(QWidget):
                 ax.fill_between(th, 0, 1, color=MISSING, alpha=0.35, linewidth=0)
         ax.set_ylim(0, 1)
         if cov.wedges:
-            txt = f"covers {cov.covered:.0f} of 180 deg; missing wedge {cov.missing:.0f} deg"
+            txt = f"covered {cov.covered:.0f}\u00b0\nmissing {cov.missing:.0f}\u00b0"
         else:
-            txt = "full coverage (180 deg)"
+            txt = "covered 180\u00b0\nno missing wedge"
         self.label.setText(txt)
         self.canvas.draw_idle()

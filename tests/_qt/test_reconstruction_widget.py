@@ -81,7 +81,7 @@ def test_widget_with_the_npe2_sample(make_napari_viewer, qtbot):
     assert widget.slice_range() == (8, 9)
     # the wedge plot shows the missing wedge
     assert widget.wedge.coverage.missing == pytest.approx(108.6, abs=0.1)
-    assert "missing wedge" in widget.wedge.label.text()
+    assert "missing 109\u00b0" in widget.wedge.label.text()
     # a line on the projections marks the slice; it follows the slice spin box
     marker = widget.marker_layer
     assert isinstance(marker, Shapes) and marker in viewer.layers

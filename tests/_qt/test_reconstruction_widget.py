@@ -328,3 +328,32 @@ def test_two_d_sinogram_with_sirt(make_napari_viewer, qtbot, small_sample):
     assert np.abs(layer.data - truth).mean() < 0.25
     assert widget.state.loss_history["residual"][1][-1] < widget.state.loss_history[
         "residual"][1][0]
+
+
+def test_slice_range_of_a_tilt_series_along_x(make_napari_viewer, qtbot, small_sample):
+    (proj, pkw, _), (truth, _, _) = small_sample
+    tilted = np.ascontiguousarray(np.swapaxes(proj, 1, 2))  # (angles, detector, slices)
+    viewer, widget = _open(make_napari_viewer, qtbot,
+                           [(tilted, {"name": "tilted", "metadata": pkw["metadata"]}, "image")],
+                           show=False)
+    widget.layout_combo.setCurrentIndex(widget.layout_combo.findData("horizontal"))
+    assert widget.shape_label.text() == "21 angles x 4 slices x 32 px"
+    widget.slice_spin.setValue(1)
+    widget.nslices_spin.setValue(2)
+    # the marker: two vertical lines, at columns 1 and 2
+    np.testing.assert_allclose([ln[0][1] for ln in widget.marker_layer.data], [1, 2])
+    widget.set_method("sirt")
+    widget.iterations_spin.setValue(30)
+    widget.preview_spin.setValue(10)
+    widget.residual_check.setChecked(True)
+    assert widget.run()
+    _wait_status(qtbot, widget, ("finished", "failed"))
+    assert widget.state.status == "finished", widget.state.message
+    layer = widget.controller.image_layer
+    assert layer.name == "tilted slices 1-2 SIRT"
+    assert layer.data.shape == (2, 32, 32)
+    assert layer.metadata["slices"] == [1, 3] and layer.metadata["layout"] == "horizontal"
+    assert widget.controller.residual_layer.data.shape == (2, 21, 32)
+    for k in range(2):  # each slice of the result is its own slice of the particle
+        err_own = np.abs(layer.data[k] - truth[1 + k]).mean()
+        assert err_own < 0.3

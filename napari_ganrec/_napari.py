@@ -5,6 +5,7 @@ napari.yaml points here; keep these functions thin (the work is in the engine an
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,13 +25,7 @@ def make_sample(start: float, stop: float, count: int, name: str, n: int = SAMPL
     ``(angles, rows, detector)`` with ``metadata={"angles", "center", ...}`` and the ground-truth
     volume ``(nz, n, n)``.
     """
-    from .geometry import angles_from_range
-    from .phantoms import ground_truth, porous_particle, simulate_projections
-
-    phantom = porous_particle(n, nz=nz, seed=seed)
-    angles = angles_from_range(start, stop, count, endpoint=True)
-    projections = simulate_projections(phantom, angles)
-    truth = ground_truth(phantom)
+    angles, projections, truth = (a.copy() for a in _simulate(start, stop, count, n, nz, seed))
     md = {
         "angles": angles,
         "center": n / 2.0,
@@ -45,6 +40,17 @@ def make_sample(start: float, stop: float, count: int, name: str, n: int = SAMPL
                  "metadata": {"description": "ground-truth volume (slices, rows, columns)"}},
          "image"),
     ]
+
+
+@lru_cache(maxsize=4)
+def _simulate(start: float, stop: float, count: int, n: int, nz: int, seed: int):
+    """Angles, projections and truth of a sample (cached: opening it twice costs nothing)."""
+    from .geometry import angles_from_range
+    from .phantoms import ground_truth, porous_particle, simulate_projections
+
+    phantom = porous_particle(n, nz=nz, seed=seed)
+    angles = angles_from_range(start, stop, count, endpoint=True)
+    return angles, simulate_projections(phantom, angles), ground_truth(phantom)
 
 
 def sample_wedge35() -> list[tuple]:

@@ -85,3 +85,13 @@ def test_sample_data(manifest, key, n_angles, first, last):
     mid = proj[:, 8, :]
     assert mid.sum(axis=1).std() / mid.sum(axis=1).mean() < 0.01  # mass is angle independent
     assert mid.sum(axis=1).mean() == pytest.approx(truth[8].sum(), rel=0.03)
+
+
+def test_sample_layers_are_fresh_copies():
+    from napari_ganrec import _napari
+
+    first = _napari.sample_wedge35()
+    first[0][0][:] = 0  # a user edits the layer...
+    first[0][1]["metadata"]["angles"][:] = 0
+    again = _napari.sample_wedge35()  # ...and opens the sample again: untouched
+    assert again[0][0].max() > 0 and again[0][1]["metadata"]["angles"][0] == -35.0

@@ -171,6 +171,10 @@ def test_pause_holds_stop_keeps_the_image(small, qtbot, heartbeat):
     heartbeat.start()
     assert widget.run()
     qtbot.waitUntil(lambda: widget.state.n_images >= 2, timeout=TIMEOUT)
+    # napari's progress bar follows the iterations (its text carries the ETA)
+    pbar = widget.controller._pbar
+    assert pbar.total == 100_000 and "GANrec" in pbar.desc
+    qtbot.waitUntil(lambda: pbar.n > 0, timeout=TIMEOUT)
     # a second run while one is going is refused: still one worker, one live layer
     assert not widget.run()
     assert not widget.controller.start(np.zeros((21, 32), np.float32),
@@ -357,3 +361,13 @@ def test_slice_range_of_a_tilt_series_along_x(make_napari_viewer, qtbot, small_s
     for k in range(2):  # each slice of the result is its own slice of the particle
         err_own = np.abs(layer.data[k] - truth[1 + k]).mean()
         assert err_own < 0.3
+
+
+def test_devices_are_listed_from_torch(monkeypatch):
+    import torch
+
+    from napari_ganrec._qt.reconstruction_widget import available_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    devices = available_devices()
+    assert devices[:2] == ["auto", "cpu"] and devices[2:4] == ["cuda:0", "cuda:1"]

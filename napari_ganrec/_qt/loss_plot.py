@@ -8,6 +8,7 @@ cached background (blitting).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -46,9 +47,13 @@ class LossPlot(QWidget):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(int(min_interval_ms))
-        self._timer.timeout.connect(self.redraw)
+        self._timer.timeout.connect(self._on_timer)
         self.full_draws = 0
         self.blits = 0
+        self.last_draw = 0.0  # time.perf_counter() of the last draw
+        #: returns how many seconds to hold a redraw back (e.g. right after the viewer redrew),
+        #: so that two expensive paints do not run back to back on the main thread
+        self.defer = lambda: 0.0
         self.canvas.mpl_connect("draw_event", self._on_draw_event)
         ax = self.axes
         ax.set_xlabel("iteration", fontsize=8)
@@ -96,8 +101,16 @@ class LossPlot(QWidget):
             self._timer.stop()
             self.redraw()
 
+    def _on_timer(self) -> None:
+        wait = self.defer()
+        if wait > 0:
+            self._timer.start(int(wait * 1000) + 1)
+            return
+        self.redraw()
+
     def redraw(self) -> None:
         """Update the lines from the last history; redraw the axes only if they changed."""
+        self.last_draw = time.perf_counter()
         ax = self.axes
         full = False
         lo, hi, xmax = np.inf, -np.inf, 0.0

@@ -315,6 +315,10 @@ class ReconstructionWidget(QWidget):
         self.state.events.status.connect(self._on_status)
         self.state.events.iteration.connect(self._on_progress)
         self.controller.run_started.connect(lambda: self.loss_plot.start(self.state.total))
+        # the loss plot and the live layers take turns: never two expensive paints in a row
+        quiet = 0.04
+        self.loss_plot.defer = lambda: self.controller._last_render + quiet - time.perf_counter()
+        self.controller.defer = lambda: self.loss_plot.last_draw + quiet - time.perf_counter()
         self.controller.run_ended.connect(self._on_run_ended)
 
     def _disconnect_viewer(self) -> None:

@@ -96,10 +96,13 @@ class RunController(QObject):
         self._error: str | None = None
         self._draw_emitter = None
         self._pending: RunUpdate | None = None
+        self._revealed = False
         #: seconds between two refreshes of the live layers (each costs a canvas redraw, which
         #: with software OpenGL takes tens of milliseconds): at most 10 pictures a second
         self.render_interval = 0.1
         self._last_render = 0.0
+        #: seconds to hold a layer refresh back (see LossPlot.defer)
+        self.defer = lambda: 0.0
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
@@ -137,6 +140,7 @@ class RunController(QObject):
         self.image_layer = None
         self.residual_layer = None
         self._starting = True
+        self._revealed = False
         if self.freeze_gc and not self._frozen:
             # A full (generation 2) collection walks every object of the session -- napari, Qt
             # wrappers, torch -- and stalls every thread for up to half a second (measured: 508 ms
@@ -265,11 +269,18 @@ class RunController(QObject):
             # busy elsewhere), only the newest image is drawn, from the event loop.
             self._pending = update
             if not self._render_timer.isActive():
-                wait = self._last_render + self.render_interval - time.perf_counter()
-                self._render_timer.start(max(0, int(wait * 1000)))
+                self._render_timer.start(self._render_delay_ms())
         self._update_progress(update.iteration, update.iteration >= update.total)
 
+    def _render_delay_ms(self) -> int:
+        now = time.perf_counter()
+        wait = max(self._last_render + self.render_interval - now, self.defer())
+        return max(0, int(wait * 1000))
+
     def _render(self) -> None:
+        if self._pending is not None and self.defer() > 0 and self._worker is not None:
+            self._render_timer.start(self._render_delay_ms() + 1)
+            return
         update, self._pending = self._pending, None
         if update is not None:
             self._last_render = time.perf_counter()
@@ -388,7 +399,7 @@ class RunController(QObject):
         self.image_layer = self.viewer.add_image(
             np.zeros(img_shape, np.float32), name=self._context["name"],
             metadata={**md, "content": "image"}, colormap="gray", scale=scale,
-            contrast_limits=(0.0, 1.0))
+            contrast_limits=(0.0, 1.0), visible=False)
 
     def _add_residual_layer(self, sino_shape: tuple[int, ...]) -> None:
         """The second live layer (model sinogram minus data), if asked for."""
@@ -397,7 +408,8 @@ class RunController(QObject):
         md = self._metadata("running")
         self.residual_layer = self.viewer.add_image(
             np.zeros(sino_shape, np.float32), name=f"{self._context['name']} residual",
-            metadata={**md, "content": "residual"}, colormap="PiYG", contrast_limits=(-1.0, 1.0))
+            metadata={**md, "content": "residual"}, colormap="PiYG", contrast_limits=(-1.0, 1.0),
+            visible=False)
 
     def _show_image(self, update: RunUpdate) -> None:
         layer = self.image_layer
@@ -405,6 +417,11 @@ class RunController(QObject):
             return  # the user removed it: the run goes on without a picture
         layer.data = np.asarray(update.image)
         layer.reset_contrast_limits()
+        reveal = not self._revealed
+        if reveal:
+            # added hidden (so adding it does not also draw it), shown with its first picture
+            self._revealed = True
+            layer.visible = True
         layer.metadata["iterations"] = int(update.image_iteration)
         layer.metadata["elapsed_s"] = round(float(update.elapsed), 3)
         res = self.residual_layer
@@ -414,6 +431,8 @@ class RunController(QObject):
             res.data = r
             res.contrast_limits = (-lim, lim)
             res.metadata["iterations"] = int(update.image_iteration)
+            if reveal:
+                res.visible = True
         self._await_paint = update.produced_at
 
     # latency from an engine step to the canvas draw that shows it

@@ -28,7 +28,9 @@ class Heartbeat:
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
         self.gaps: list[float] = []
+        self.cpu: list[float] = []  # main-thread CPU time spent within each gap
         self._last = None
+        self._last_cpu = 0.0
         # a sampler thread notes what the main thread is doing while a tick is overdue
         self.sample_after = sample_after
         self.stacks: collections.Counter = collections.Counter()
@@ -66,13 +68,14 @@ class Heartbeat:
         return "\n".join(lines)
 
     def _tick(self):
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         if self._last is not None:
             self.gaps.append(now - self._last)
-        self._last = now
+            self.cpu.append(cpu - self._last_cpu)
+        self._last, self._last_cpu = now, cpu
 
     def start(self):
-        self._last = time.perf_counter()
+        self._last, self._last_cpu = time.perf_counter(), time.thread_time()
         self.timer.start()
         self._sampling = True
         gc.callbacks.append(self._gc)
@@ -92,6 +95,17 @@ class Heartbeat:
     @property
     def max_stall(self) -> float:
         return max(self.gaps, default=0.0) - self.interval
+
+    @property
+    def max_busy(self) -> float:
+        """The most main-thread CPU time between two ticks: the work itself, whatever the load."""
+        return max(self.cpu, default=0.0)
+
+    def summary(self) -> str:
+        i = max(range(len(self.gaps)), key=self.gaps.__getitem__) if self.gaps else None
+        cpu = self.cpu[i] * 1000 if i is not None else 0.0
+        return (f"worst stall {self.max_stall * 1000:.0f} ms (main thread busy {cpu:.0f} ms of "
+                f"it), most main-thread CPU between two ticks {self.max_busy * 1000:.0f} ms")
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Qt widgets of napari-ganrec (the only package that imports Qt, always through qtpy)."""

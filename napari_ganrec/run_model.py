@@ -1,0 +1,408 @@
+"""The model of one interactive reconstruction run, without Qt or napari.
+
+Three parts, after careamics-napari:
+
+- :class:`RunParams`: everything a run needs, captured on the main thread as plain values.
+- :func:`run_reconstruction`: the worker's generator. It takes only plain parameters and a numpy
+  array the caller owns, drives :func:`napari_ganrec.iter_reconstruct`, and yields small
+  :class:`RunUpdate` records. It yields at most every ``tick_interval`` seconds (and whenever a
+  preview image is due, at most every ``image_interval`` seconds), so a fast solver cannot flood the
+  main thread with signals, yet stop and pause (which act at a yield) answer within a tick.
+- :class:`RunState`: an evented record the main thread folds updates into
+  (:meth:`RunState.apply`) and widgets observe (``state.events.<field>.connect``).
+
+The worker never reads widget state, and the main thread never touches the solver.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from psygnal import evented
+
+__all__ = [
+    "METHOD_LABELS",
+    "RunParams",
+    "RunUpdate",
+    "RunSummary",
+    "RunState",
+    "EngineError",
+    "run_reconstruction",
+    "run_metadata",
+    "warm_up",
+]
+
+#: Methods the widget offers, as the engine names them, with their labels.
+METHOD_LABELS = {"ganrec": "GANrec", "tv": "TV", "sirt": "SIRT", "fbp": "FBP"}
+
+TERMINAL = ("finished", "stopped", "failed")
+
+
+class EngineError(Exception):
+    """A ``RuntimeError`` raised by the engine during a run, re-raised under another type.
+
+    Qt thread workers (superqt's ``GeneratorWorker``) take a ``RuntimeError`` out of a generator
+    for a sign that the worker was deleted, and end silently: no ``errored``, no ``finished``.
+    Torch reports most failures as ``RuntimeError`` (out of memory, divergence, device errors),
+    so the run generator converts them; the message keeps the original type's name.
+    """
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Plain parameters of one run (no widgets, no layers).
+
+    Parameters
+    ----------
+    angles : tuple of float
+        Projection angles in degrees, one per sinogram row.
+    method : str
+        ``"ganrec"``, ``"tv"``, ``"sirt"`` or ``"fbp"``.
+    iterations : int
+        Iterations to run (FBP runs one).
+    preview_every : int
+        Ask the engine for an image every this many iterations.
+    center : float or None
+        Centre of rotation in detector pixels (``None``: the detector's middle).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda:N"``.
+    seed : int
+        Seed of the GANrec networks.
+    preset : str
+        GANrec preset (``"default"``, ``"paper"``, ``"fast"``).
+    options : mapping
+        Solver options: GANrec config fields overriding the preset, or ``tv_weight`` for TV.
+    residual : bool
+        Also stream the model sinogram minus the data.
+    tick_interval, image_interval : float
+        Minimum seconds between two updates, and between two updates that carry an image.
+    """
+
+    angles: tuple[float, ...]
+    method: str = "ganrec"
+    iterations: int = 200
+    preview_every: int = 10
+    center: float | None = None
+    device: str = "auto"
+    seed: int = 0
+    preset: str = "default"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    residual: bool = False
+    tick_interval: float = 0.05
+    image_interval: float = 0.05
+
+    def __post_init__(self):
+        if self.method not in METHOD_LABELS:
+            raise ValueError(f"method must be one of {tuple(METHOD_LABELS)}, got {self.method!r}")
+        for name in ("iterations", "preview_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.tick_interval < 0 or self.image_interval < 0:
+            raise ValueError("tick_interval and image_interval must be >= 0")
+        object.__setattr__(self, "angles", tuple(float(a) for a in self.angles))
+        object.__setattr__(self, "options", dict(self.options))
+
+    @property
+    def total(self) -> int:
+        """Iterations the run will report in all (1 for FBP)."""
+        return 1 if self.method == "fbp" else int(self.iterations)
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`napari_ganrec.iter_reconstruct`."""
+        kw: dict[str, Any] = dict(
+            method=self.method,
+            iterations=self.total,
+            center=self.center,
+            device=self.device,
+            seed=int(self.seed),
+            preview_every=int(self.preview_every),
+            with_residual=bool(self.residual),
+        )
+        opts = dict(self.options)
+        if self.method == "ganrec":
+            kw["preset"] = self.preset
+            kw.update(opts)
+        elif self.method == "tv" and "tv_weight" in opts:
+            kw["tv_weight"] = float(opts["tv_weight"])
+        elif self.method == "fbp" and "filter_name" in opts:
+            kw["filter_name"] = str(opts["filter_name"])
+        return kw
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """What the worker tells the main thread, every tick or preview.
+
+    Attributes
+    ----------
+    iteration, total : int
+        Last iteration finished, and the number requested.
+    losses : tuple of (int, dict)
+        ``(iteration, losses)`` of every iteration since the previous update (none are dropped,
+        so the loss curve is complete).
+    image, residual : numpy.ndarray or None
+        The newest preview image (and model-minus-data sinogram) if one is due.
+    image_iteration : int
+        The iteration ``image`` belongs to (0 when there is no image).
+    produced_at : float
+        ``time.perf_counter()`` when the engine handed ``image`` over (or this update was made),
+        to measure the latency from an iteration to its picture.
+    elapsed : float
+        Seconds since the run started.
+    """
+
+    iteration: int
+    total: int
+    losses: tuple[tuple[int, dict[str, float]], ...] = ()
+    image: np.ndarray | None = None
+    residual: np.ndarray | None = None
+    image_iteration: int = 0
+    produced_at: float = 0.0
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the generator returns when the engine is done."""
+
+    iteration: int
+    total: int
+    elapsed: float
+    device: str
+
+
+def _resolve_device_name(device: str) -> str:
+    try:
+        from .projector import resolve_device
+
+        return str(resolve_device(device))
+    except ValueError:
+        return str(device)
+
+
+def run_reconstruction(
+    sinograms: np.ndarray,
+    params: RunParams,
+    iterate: Callable[..., Iterable] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Generator[RunUpdate, None, RunSummary]:
+    """The worker's generator: run the engine and yield throttled :class:`RunUpdate` records.
+
+    Parameters
+    ----------
+    sinograms : numpy.ndarray
+        ``(angles, detector)`` or ``(slices, angles, detector)``, owned by this call (copy it on
+        the main thread; the worker reads it without locks).
+    params : RunParams
+        The run's parameters.
+    iterate : callable, optional
+        The engine (default :func:`napari_ganrec.iter_reconstruct`); tests pass a fake one.
+    clock : callable
+        Time source (seconds).
+
+    Yields
+    ------
+    RunUpdate
+        At most one every ``params.tick_interval`` seconds, plus the last step. Closing the
+        generator closes the engine's, which frees the solver.
+
+    Returns
+    -------
+    RunSummary
+    """
+    if iterate is None:
+        from .api import iter_reconstruct as iterate
+    start = clock()
+    try:
+        steps = iterate(sinograms, np.asarray(params.angles), **params.engine_kwargs())
+    except RuntimeError as exc:
+        raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+    total = params.total
+    pending_losses: list[tuple[int, dict[str, float]]] = []
+    pending_image = pending_residual = None
+    pending_image_it = 0
+    pending_at = 0.0
+    last_tick = last_image = -np.inf
+    iteration = 0
+    try:
+        for step in _engine_errors(steps):
+            now = clock()
+            iteration = int(step.iteration)
+            total = int(getattr(step, "iterations", total) or total)
+            losses = getattr(step, "losses", None) or {}
+            pending_losses.append((iteration, {k: float(v) for k, v in losses.items()}))
+            img = getattr(step, "image", None)
+            if img is not None:
+                pending_image = img
+                pending_residual = getattr(step, "residual", None)
+                pending_image_it = iteration
+                pending_at = now
+            last = iteration >= total
+            image_due = pending_image is not None and (
+                last or now - last_image >= params.image_interval
+            )
+            if last or image_due or now - last_tick >= params.tick_interval:
+                update = RunUpdate(
+                    iteration=iteration,
+                    total=total,
+                    losses=tuple(pending_losses),
+                    image=pending_image if image_due else None,
+                    residual=pending_residual if image_due else None,
+                    image_iteration=pending_image_it if image_due else 0,
+                    produced_at=pending_at if image_due else now,
+                    elapsed=now - start,
+                )
+                pending_losses = []
+                if image_due:
+                    pending_image = pending_residual = None
+                    last_image = now
+                last_tick = now
+                yield update
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
+    return RunSummary(iteration, total, clock() - start, _resolve_device_name(params.device))
+
+
+def _engine_errors(steps: Iterable):
+    """Iterate ``steps``, turning a ``RuntimeError`` into an :class:`EngineError`."""
+    it = iter(steps)
+    while True:
+        try:
+            step = next(it)
+        except StopIteration:
+            return
+        except RuntimeError as exc:
+            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+        yield step
+
+
+@evented(equality_operators={"image": operator.is_, "residual": operator.is_})
+@dataclass
+class RunState:
+    """Evented state of the current run, folded from updates on the main thread.
+
+    Observe a field with ``state.events.<name>.connect(callback)``. ``loss_history`` maps each
+    loss name to ``(iterations, values)`` lists; it grows in place before ``iteration`` changes,
+    so an ``iteration`` observer sees the new points.
+    """
+
+    status: str = "idle"  # idle | running | paused | stopping | finished | stopped | failed
+    iteration: int = 0
+    total: int = 0
+    elapsed: float = 0.0
+    message: str = ""
+    image: Any = None
+    residual: Any = None
+    image_iteration: int = 0
+    image_produced_at: float = 0.0
+    n_images: int = 0
+    loss_history: dict = field(default_factory=dict)
+
+    def reset(self, total: int) -> None:
+        """Start a new run of ``total`` iterations."""
+        self.loss_history = {}
+        self.image = None
+        self.residual = None
+        self.n_images = 0
+        self.image_iteration = 0
+        self.elapsed = 0.0
+        self.message = ""
+        self.total = int(total)
+        self.iteration = 0
+        self.status = "running"
+
+    @property
+    def active(self) -> bool:
+        """Whether a run is going (running, paused or stopping)."""
+        return self.status in ("running", "paused", "stopping")
+
+    def apply(self, update: RunUpdate) -> None:
+        """Fold one worker update into the state (main thread)."""
+        for it, losses in update.losses:
+            for name, value in losses.items():
+                its, vals = self.loss_history.setdefault(name, ([], []))
+                its.append(it)
+                vals.append(value)
+        self.total = update.total
+        self.elapsed = update.elapsed
+        if update.image is not None:
+            self.image_iteration = update.image_iteration
+            self.image_produced_at = update.produced_at
+            self.residual = update.residual
+            self.n_images += 1
+            self.image = update.image
+        self.iteration = update.iteration
+
+    def last_losses(self) -> dict[str, float]:
+        """The latest value of each loss."""
+        return {k: v[1][-1] for k, v in self.loss_history.items() if v[1]}
+
+
+def run_metadata(
+    params: RunParams,
+    *,
+    source: str,
+    slices: tuple[int, int] | None,
+    layout: str,
+    iteration: int,
+    elapsed: float,
+    status: str,
+    started: datetime | None = None,
+) -> dict[str, Any]:
+    """What a result layer's ``metadata`` says about how it was made (plain, JSON-friendly)."""
+    from . import __version__
+
+    started = started or datetime.now(timezone.utc)
+    md: dict[str, Any] = {
+        "napari_ganrec": __version__,
+        "source": source,
+        "method": params.method,
+        "angles": [float(a) for a in params.angles],
+        "center": None if params.center is None else float(params.center),
+        "iterations": int(iteration),
+        "iterations_requested": int(params.total),
+        "preview_every": int(params.preview_every),
+        "seed": int(params.seed),
+        "device": _resolve_device_name(params.device),
+        "device_requested": params.device,
+        "elapsed_s": round(float(elapsed), 3),
+        "started": started.isoformat(timespec="seconds"),
+        "status": status,
+        "layout": layout,
+        "slices": None if slices is None else [int(slices[0]), int(slices[1])],
+    }
+    if params.method == "ganrec":
+        md["preset"] = params.preset
+    if params.options:
+        md["options"] = {k: (list(v) if isinstance(v, tuple) else v)
+                         for k, v in params.options.items()}
+    return md
+
+
+def warm_up(device: str = "auto") -> float:
+    """Run the engine once on a tiny problem; returns the seconds it took.
+
+    The first GANrec iteration of a process imports and initialises a lot (torch's autograd
+    engine and optimiser machinery pull in large modules), holding the interpreter lock for
+    hundreds of milliseconds at a time. Doing that once in the background when the widget opens
+    keeps it out of the user's first run, whose thread would otherwise stall the viewer.
+    """
+    from .api import iter_reconstruct
+
+    t0 = time.perf_counter()
+    sino = np.ones((4, 8), np.float32)
+    angles = [0.0, 45.0, 90.0, 135.0]
+    for method in ("ganrec", "fbp"):
+        for _ in iter_reconstruct(sino, angles, method=method, iterations=2, preview_every=1,
+                                  device=device, preset="fast", with_residual=True):
+            pass
+    return time.perf_counter() - t0

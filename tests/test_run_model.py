@@ -1,0 +1,213 @@
+"""The Qt-free run model: parameters, the worker's generator (throttling, closing), the state."""
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from napari_ganrec import phantoms
+from napari_ganrec.geometry import angles_from_range
+from napari_ganrec.run_model import RunParams, RunState, RunUpdate, run_metadata, run_reconstruction
+
+ANGLES = tuple(angles_from_range(0, 180, 8))
+
+
+@dataclass
+class FakeStep:
+    iteration: int
+    iterations: int
+    losses: dict
+    image: np.ndarray | None = None
+    residual: np.ndarray | None = None
+
+
+class FakeEngine:
+    """An iter_reconstruct stand-in: one step per clock tick of ``dt`` seconds."""
+
+    def __init__(self, dt=0.01, image_every=5):
+        self.t = 0.0
+        self.dt = dt
+        self.image_every = image_every
+        self.closed = False
+        self.kwargs = None
+        self.steps_made = 0
+
+    def clock(self):
+        return self.t
+
+    def __call__(self, sino, angles, **kwargs):
+        self.kwargs = kwargs
+        self.angles = angles
+        return self._gen(kwargs["iterations"])
+
+    def _gen(self, n):
+        try:
+            for k in range(1, n + 1):
+                self.t += self.dt
+                self.steps_made += 1
+                due = k % self.image_every == 0 or k == n
+                img = np.full((4, 4), k, np.float32) if due else None
+                yield FakeStep(k, n, {"l1": 1.0 / k}, img)
+        finally:
+            self.closed = True
+
+
+def test_params_validate():
+    with pytest.raises(ValueError, match="method must be one of"):
+        RunParams(ANGLES, method="art")
+    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+        RunParams(ANGLES, iterations=0)
+    with pytest.raises(ValueError, match="preview_every must be a positive integer"):
+        RunParams(ANGLES, preview_every=True)
+    p = RunParams(np.array(ANGLES), method="fbp", iterations=50)
+    assert p.total == 1 and isinstance(p.angles, tuple)
+
+
+def test_engine_kwargs_per_method():
+    g = RunParams(ANGLES, method="ganrec", preset="fast", options={"lr_g": 1e-4}, seed=3,
+                  center=3.5, device="cpu", residual=True)
+    kw = g.engine_kwargs()
+    assert kw["preset"] == "fast" and kw["lr_g"] == 1e-4 and kw["seed"] == 3
+    assert kw["center"] == 3.5 and kw["device"] == "cpu" and kw["with_residual"] is True
+    t = RunParams(ANGLES, method="tv", options={"tv_weight": 0.1}).engine_kwargs()
+    assert t["tv_weight"] == 0.1 and "preset" not in t
+    f = RunParams(ANGLES, method="fbp", options={"filter_name": "hann"}).engine_kwargs()
+    assert f["filter_name"] == "hann" and f["iterations"] == 1
+    assert "tv_weight" not in RunParams(ANGLES, method="sirt").engine_kwargs()
+
+
+def test_generator_throttles_but_keeps_every_loss():
+    eng = FakeEngine(dt=0.01, image_every=5)
+    params = RunParams(ANGLES, iterations=100, tick_interval=0.1, image_interval=0.1)
+    ups = list(run_reconstruction(np.zeros((8, 4)), params, iterate=eng, clock=eng.clock))
+    # one update per ~0.1 s of 0.01 s steps, not one per step
+    assert 8 <= len(ups) <= 13
+    its = [it for u in ups for it, _ in u.losses]
+    assert its == list(range(1, 101))  # no loss value lost
+    assert [u.iteration for u in ups] == sorted(u.iteration for u in ups)
+    assert ups[-1].iteration == 100 and ups[-1].image is not None
+    assert ups[-1].image[0, 0] == 100 and ups[-1].image_iteration == 100
+    images = [u for u in ups if u.image is not None]
+    assert len(images) >= 5
+    for u in images:  # an image is the engine's picture of the iteration it names
+        assert u.image[0, 0] == u.image_iteration and u.image_iteration % 5 == 0 or \
+            u.image_iteration == 100
+    # images are at least image_interval apart (an image may wait one step for its tick), except
+    # the last, which always comes
+    times = [u.produced_at for u in images[:-1]]
+    assert all(b - a >= 0.1 - 0.01 - 1e-9 for a, b in zip(times, times[1:]))
+    assert eng.closed
+
+
+def test_generator_yields_each_step_without_throttle():
+    eng = FakeEngine(dt=0.01, image_every=2)
+    params = RunParams(ANGLES, iterations=6, tick_interval=0, image_interval=0)
+    ups = list(run_reconstruction(np.zeros((8, 4)), params, iterate=eng, clock=eng.clock))
+    assert [u.iteration for u in ups] == [1, 2, 3, 4, 5, 6]
+    assert [u.image is not None for u in ups] == [False, True, False, True, False, True]
+
+
+def test_closing_the_generator_closes_the_engine():
+    eng = FakeEngine(dt=0.01)
+    params = RunParams(ANGLES, iterations=1000, tick_interval=0, image_interval=0)
+    gen = run_reconstruction(np.zeros((8, 4)), params, iterate=eng, clock=eng.clock)
+    for _ in range(3):
+        next(gen)
+    gen.close()
+    assert eng.closed and eng.steps_made == 3
+
+
+def test_generator_passes_the_parameters():
+    eng = FakeEngine()
+    params = RunParams(ANGLES, method="ganrec", iterations=4, center=5.0, seed=7, device="cpu",
+                       preset="fast", preview_every=2)
+    summary = None
+    gen = run_reconstruction(np.zeros((8, 4)), params, iterate=eng, clock=eng.clock)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        summary = stop.value
+    assert eng.kwargs["center"] == 5.0 and eng.kwargs["seed"] == 7
+    assert eng.kwargs["preview_every"] == 2 and eng.kwargs["preset"] == "fast"
+    np.testing.assert_array_equal(eng.angles, ANGLES)
+    assert summary.iteration == 4 and summary.device == "cpu"
+
+
+def test_generator_runs_the_real_engine():
+    p = phantoms.porous_particle(32, seed=0)
+    a = angles_from_range(0, 180, 30)
+    sino = phantoms.simulate_sinogram(p, a)
+    params = RunParams(tuple(a), method="sirt", iterations=30, preview_every=10, device="cpu",
+                       residual=True, tick_interval=0, image_interval=0)
+    ups = list(run_reconstruction(sino, params))
+    assert ups[-1].iteration == 30
+    shown = [u for u in ups if u.image is not None]
+    assert [u.image_iteration for u in shown] == [10, 20, 30]
+    assert shown[-1].image.shape == (32, 32) and shown[-1].residual.shape == (30, 32)
+    res = [u.losses[0][1]["residual"] for u in ups]
+    assert res[-1] < res[0]  # SIRT's data misfit falls
+    truth = phantoms.ground_truth(p)
+    assert np.abs(shown[-1].image - truth).mean() < np.abs(shown[0].image - truth).mean()
+
+
+def test_state_folds_updates():
+    s = RunState()
+    seen = []
+    s.events.iteration.connect(seen.append)
+    images = []
+    s.events.image.connect(lambda im: images.append(im))
+    s.reset(10)
+    assert s.status == "running" and s.active
+    img = np.ones((2, 2))
+    s.apply(RunUpdate(3, 10, ((1, {"l1": 3.0}), (2, {"l1": 2.0}), (3, {"l1": 1.0, "d": 0.5})),
+                      image=img, image_iteration=3, produced_at=1.5, elapsed=0.3))
+    assert s.iteration == 3 and s.elapsed == 0.3 and s.n_images == 1
+    assert s.loss_history["l1"] == ([1, 2, 3], [3.0, 2.0, 1.0])
+    assert s.loss_history["d"] == ([3], [0.5])
+    assert s.last_losses() == {"l1": 1.0, "d": 0.5}
+    assert images == [img] and s.image_produced_at == 1.5
+    s.apply(RunUpdate(5, 10, ((4, {"l1": 0.5}), (5, {"l1": 0.4}))))
+    assert s.image is img and s.n_images == 1 and s.iteration == 5
+    assert seen[-2:] == [3, 5]
+    s.status = "finished"
+    assert not s.active
+    s.reset(4)
+    assert s.loss_history == {} and s.iteration == 0 and s.total == 4 and s.image is None
+
+
+def test_run_metadata_is_plain():
+    params = RunParams(ANGLES, method="ganrec", iterations=50, center=4.0, seed=2, device="cpu",
+                       options={"betas": (0.5, 0.9)})
+    t0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    md = run_metadata(params, source="proj", slices=(3, 5), layout="vertical", iteration=20,
+                      elapsed=1.23456, status="stopped", started=t0)
+    assert md["method"] == "ganrec" and md["angles"] == list(ANGLES)
+    assert md["center"] == 4.0 and md["iterations"] == 20 and md["iterations_requested"] == 50
+    assert md["seed"] == 2 and md["device"] == "cpu" and md["elapsed_s"] == 1.235
+    assert md["started"] == "2024-01-02T03:04:05+00:00" and md["status"] == "stopped"
+    assert md["slices"] == [3, 5] and md["preset"] == "default"
+    assert md["options"] == {"betas": [0.5, 0.9]}
+    import json
+
+    json.dumps(md)  # a writer can store it as it is
+
+
+def test_runtime_errors_come_out_as_engine_errors():
+    """superqt's GeneratorWorker swallows RuntimeError (no errored, no finished signal)."""
+    from napari_ganrec.run_model import EngineError
+
+    def failing(sino, angles, **kwargs):
+        yield FakeStep(1, 5, {"l1": 1.0})
+        raise RuntimeError("CUDA out of memory")
+
+    params = RunParams(ANGLES, iterations=5, tick_interval=0, image_interval=0)
+    gen = run_reconstruction(np.zeros((8, 4)), params, iterate=failing)
+    assert next(gen).iteration == 1
+    with pytest.raises(EngineError, match="^RuntimeError: CUDA out of memory$") as info:
+        next(gen)
+    assert not isinstance(info.value, RuntimeError)
+    # bad arguments stay ValueErrors with the engine's message
+    with pytest.raises(ValueError, match="sinogram has 8 projections"):
+        next(run_reconstruction(np.zeros((8, 4)), RunParams(ANGLES[:5], iterations=2)))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classical import _div, _grad
+from .classical import _grad
 from .networks import Discriminator, Generator
 from .projector import Projector
 

@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 
+def _is_round_step(step: float) -> bool:
+    return abs(step * 20 - round(step * 20)) < 1e-6 and step != 0
+
+
 def angles_from_range(start: float, stop: float, count: int, endpoint: bool | None = None) -> np.ndarray:
     """Evenly spaced projection angles in degrees.
 
@@ -33,9 +37,11 @@ def angles_from_range(start: float, stop: float, count: int, endpoint: bool | No
     count : int
         Number of projections.
     endpoint : bool, optional
-        Whether ``stop`` is itself an angle. Default: ``False`` for a full 180/360 degree range
-        (the last projection would duplicate the first), ``True`` otherwise (a tilt series from
-        -70 to +70 degrees includes both ends).
+        Whether ``stop`` is itself an angle. By default the choice whose step is a round number of
+        degrees (a multiple of 0.05) wins: ``0:180:181`` and ``-70:70:141`` include the end (step 1),
+        ``0:180:180`` and ``0:120:120`` do not (step 1). When both or neither are round, a full
+        180/360 degree range excludes its end (it would repeat the first projection) and any other
+        range includes it.
 
     Returns
     -------
@@ -45,13 +51,20 @@ def angles_from_range(start: float, stop: float, count: int, endpoint: bool | No
     count = int(count)
     if count < 1:
         raise ValueError(f"angle count must be at least 1, got {count}")
+    if not (np.isfinite(start) and np.isfinite(stop)):
+        raise ValueError(f"angle range must be finite, got {start}:{stop}")
     if endpoint is None:
-        span = abs(stop - start)
-        endpoint = not (np.isclose(span, 180.0) or np.isclose(span, 360.0))
+        span = abs(float(stop) - float(start))
+        full = np.isclose(span, 180.0) or np.isclose(span, 360.0)
+        incl = count > 1 and _is_round_step(span / (count - 1))
+        excl = _is_round_step(span / count)
+        endpoint = incl if incl != excl else not full
     return np.linspace(float(start), float(stop), count, endpoint=endpoint)
 
 
-def validate_angles(angles, n_angles: int | None = None, name: str = "angles") -> np.ndarray:
+def validate_angles(
+    angles, n_angles: int | None = None, name: str = "angles", warn_radians: bool = True
+) -> np.ndarray:
     """Check projection angles (degrees) and return them as float64.
 
     Raises
@@ -80,7 +93,7 @@ def validate_angles(angles, n_angles: int | None = None, name: str = "angles") -
             f"{name} has {a.size} values but the sinogram has {n_angles} projections (rows); "
             "give one angle per projection"
         )
-    if a.size > 2 and np.ptp(a) > 0 and np.max(np.abs(a)) <= 2 * np.pi + 1e-6:
+    if warn_radians and a.size > 2 and np.ptp(a) > 0 and np.max(np.abs(a)) <= 2 * np.pi + 1e-6:
         warnings.warn(
             f"{name} span {np.ptp(a):.3g} and never exceed 2*pi: they look like radians, but "
             "napari-ganrec expects degrees (use numpy.rad2deg)",
@@ -150,7 +163,7 @@ class Geometry:
         n_det = int(self.n_det)
         if n_det < 2:
             raise ValueError(f"n_det must be at least 2, got {self.n_det}")
-        a = validate_angles(self.angles)
+        a = validate_angles(self.angles, warn_radians=False)
         object.__setattr__(self, "angles", tuple(float(x) for x in a))
         object.__setattr__(self, "n_det", n_det)
         c = self.center

@@ -1,0 +1,368 @@
+"""Readers and writers for tomography data.
+
+Reading projections
+-------------------
+``read_tomo(path, angles=None, flats=None, darks=None, format=None) -> TomoData`` reads DXchange
+HDF5, NeXus NXtomo, MRC/REC tilt series, TIFF (one multi-page file or a folder of single-page
+files), ``.npy`` and ``.npz`` (layouts in ``docs/formats.md``). The format follows from the suffix
+and, for HDF5, from the content.
+
+:class:`TomoData` is a dataclass with
+
+- ``projections``: ``(n_angles, n_rows, n_det)`` array-like, *lazy* for HDF5, MRC, TIFF and
+  ``.npy`` (index it to read; only what is indexed is read);
+- ``angles``: degrees, float64 ``numpy.ndarray``, one per projection;
+- ``flats``, ``darks``: ``(n, n_rows, n_det)`` array-likes or ``None``;
+- ``metadata``: a dict (``source``, ``format``, ``kind`` = ``"raw"`` / ``"transmission"`` /
+  ``"line_integrals"``, ...);
+- ``sinograms(rows=slice(a, b)) -> (n_rows, n_angles, n_det) float32``: flat/dark corrected
+  ``-log`` sinograms of those detector rows, reading only those rows; ready for
+  ``napari_ganrec.reconstruct``;
+- ``close()`` (also a context manager) to release the open file.
+
+Writing
+-------
+``write_volume(path, data, metadata, overwrite=False)`` writes a reconstruction (float32) as TIFF
+(multi-page, metadata as JSON in the description and in ``path.json``), HDF5 (``/volume`` with the
+metadata as a JSON attribute), ``.npy`` (+ ``path.json``), ``.npz`` (+ ``metadata`` entry) or MRC
+(+ ``path.json``). ``write_labels`` does the same for integer labels. Writes are atomic (temporary
+file in the same folder, then ``os.replace``); an existing file is never replaced unless
+``overwrite=True``. ``read_volume(path) -> (array, metadata)`` reads any of them back.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ._common import (
+    LazyStack,
+    TomoFormatError,
+    atomic_paths,
+    read_angle_file,
+    sidecar_path,
+    write_json,
+)
+from ._tomodata import TomoData
+
+__all__ = [
+    "TomoData",
+    "TomoFormatError",
+    "LazyStack",
+    "read_tomo",
+    "read_volume",
+    "write_volume",
+    "write_labels",
+    "read_angle_file",
+    "detect_format",
+    "READ_SUFFIXES",
+    "WRITE_SUFFIXES",
+]
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx", ".cxi")
+READ_SUFFIXES = HDF5_SUFFIXES + (".mrc", ".rec", ".st", ".ali", ".mrcs", ".preali",
+                                 ".tif", ".tiff", ".npy", ".npz")
+WRITE_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hdf", ".npy", ".npz", ".mrc", ".rec")
+
+
+def detect_format(path) -> str:
+    """``"dxchange"``, ``"nxtomo"``, ``"hdf5-volume"``, ``"mrc"``, ``"tiff"``, ``"tiff-folder"``,
+    ``"npy"`` or ``"npz"`` for ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    TomoFormatError
+        Unknown suffix, or an HDF5 file in no known layout.
+    """
+    from .mrc import MRC_SUFFIXES
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        return "tiff-folder"
+    suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        from .hdf5 import _describe, hdf5_kind, open_hdf5
+
+        with open_hdf5(path) as f:
+            kind = hdf5_kind(f)
+            if kind == "unknown":
+                raise TomoFormatError(
+                    path, "an HDF5 file without the expected datasets: neither DXchange "
+                    "(/exchange/data) nor NeXus NXtomo (image_key + detector data) nor a "
+                    f"napari-ganrec volume; it holds {_describe(f)}"
+                )
+        return "hdf5-volume" if kind == "volume" else kind
+    if suffix in MRC_SUFFIXES:
+        return "mrc"
+    if suffix in (".tif", ".tiff"):
+        return "tiff"
+    if suffix in (".npy", ".npz"):
+        return suffix[1:]
+    raise TomoFormatError(
+        path, f"unknown file type {suffix!r}; readable: {', '.join(READ_SUFFIXES)} or a folder "
+        "of TIFF files"
+    )
+
+
+def _load_field(value, name: str):
+    """Flats/darks given as a path are read whole (they are small); arrays pass through."""
+    if value is None or not isinstance(value, (str, Path)):
+        return value
+    path = Path(value)
+    fmt = detect_format(path)
+    if fmt == "tiff":
+        from .tiff import read_tiff_volume
+
+        return read_tiff_volume(path)[0]
+    if fmt == "tiff-folder":
+        from .tiff import read_tiff_folder
+
+        data = read_tiff_folder(path, angles=np.zeros(_n_tiffs(path)))
+        return np.asarray(data.projections[:])
+    if fmt in ("npy", "npz"):
+        from .numpy_io import read_numpy_volume
+
+        return read_numpy_volume(path)[0] if fmt == "npy" else _npz_first(path)
+    if fmt == "mrc":
+        from .mrc import read_mrc_volume
+
+        return read_mrc_volume(path)[0]
+    raise TomoFormatError(path, f"{name} must be a TIFF, NumPy or MRC file")
+
+
+def _n_tiffs(folder) -> int:
+    return sum(1 for p in Path(folder).iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+
+
+def _npz_first(path):
+    from .numpy_io import _open_npz
+
+    with _open_npz(path) as z:
+        keys = [k for k in z.files if k != "metadata"]
+        if not keys:
+            raise TomoFormatError(path, "the archive holds no array")
+        return z[keys[0]]
+
+
+def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = None) -> TomoData:
+    """Read a projection stack with its angles (degrees), flats, darks and metadata.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file, or a folder of single-page TIFF files.
+    angles : array-like or path, optional
+        Angles in degrees (one per projection), or a text file of them. Overrides the file's.
+        Angles that look like radians give a warning.
+    flats, darks : array-like or path, optional
+        Flat and dark fields for formats that do not carry them (TIFF, NumPy, MRC); a path is
+        read with the same readers.
+    format : str, optional
+        Force a format (see :func:`detect_format`).
+
+    Returns
+    -------
+    TomoData
+        Lazy where the format allows; close it (or use ``with``) to release the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    TomoFormatError
+        (a ``ValueError``) naming the file and the problem: empty or truncated file, missing
+        datasets, angle count mismatch, flats/darks of another shape, non-finite values, a
+        detector narrower than 2 pixels.
+    """
+    path = Path(path)
+    fmt = format or detect_format(path)
+    flats = _load_field(flats, "flats")
+    darks = _load_field(darks, "darks")
+    if fmt == "dxchange":
+        from .hdf5 import read_dxchange
+
+        data = read_dxchange(path, angles)
+    elif fmt == "nxtomo":
+        from .hdf5 import read_nxtomo
+
+        data = read_nxtomo(path, angles)
+    elif fmt == "hdf5-volume":
+        raise TomoFormatError(path, "this HDF5 file holds a reconstructed volume, not "
+                              "projections; open it with read_volume")
+    elif fmt == "mrc":
+        from .mrc import read_mrc
+
+        data = read_mrc(path, angles)
+    elif fmt == "tiff":
+        from .tiff import read_tiff
+
+        data = read_tiff(path, angles)
+    elif fmt == "tiff-folder":
+        from .tiff import read_tiff_folder
+
+        data = read_tiff_folder(path, angles)
+    elif fmt == "npy":
+        from .numpy_io import read_npy
+
+        data = read_npy(path, angles)
+    elif fmt == "npz":
+        from .numpy_io import read_npz
+
+        data = read_npz(path, angles)
+    else:
+        raise ValueError(f"format must be one of dxchange, nxtomo, mrc, tiff, tiff-folder, npy, "
+                         f"npz; got {fmt!r}")
+    try:
+        if flats is not None:
+            data.flats = _check_field(flats, data, path, "flats")
+        if darks is not None:
+            data.darks = _check_field(darks, data, path, "darks")
+    except BaseException:
+        data.close()
+        raise
+    return data
+
+
+def _check_field(field, data: TomoData, path, name: str):
+    arr = np.asarray(field, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != data.shape[1:]:
+        raise TomoFormatError(
+            path, f"{name} have frames of shape {arr.shape[1:]} but the projections have "
+            f"{data.shape[1:]}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise TomoFormatError(path, f"{name} contain NaN or infinite values")
+    return arr
+
+
+# --------------------------------------------------------------------------- writing
+def _full_metadata(metadata: dict | None, kind: str) -> dict:
+    from .. import __version__
+
+    meta = dict(metadata or {})
+    meta.setdefault("kind", kind)
+    meta.setdefault("version", __version__)
+    meta.setdefault("software", "napari-ganrec")
+    meta.setdefault("written", datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    return meta
+
+
+def _write(path, data, meta: dict, overwrite: bool, name: str, compression=None) -> Path:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise ValueError(f"cannot write {path}: unknown output type {suffix!r}; use one of "
+                         f"{', '.join(WRITE_SUFFIXES)}")
+    arr = np.asarray(data)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise ValueError(f"cannot write {path}: data must be a non-empty 2-D or 3-D array, "
+                         f"got shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"cannot write {path}: the data contain NaN or infinite values")
+    with_sidecar = suffix in (".tif", ".tiff", ".npy", ".mrc", ".rec")
+    targets = [path, sidecar_path(path)] if with_sidecar else [path]
+    with atomic_paths(*targets, overwrite=overwrite) as tmps:
+        if suffix in (".tif", ".tiff"):
+            from .tiff import write_tiff
+
+            write_tiff(tmps[0], arr, meta, compression=compression)
+        elif suffix in (".h5", ".hdf5", ".hdf"):
+            from .hdf5 import write_hdf5
+
+            write_hdf5(tmps[0], arr, meta, name=name)
+        elif suffix == ".npy":
+            from .numpy_io import write_npy
+
+            write_npy(tmps[0], arr, meta)
+        elif suffix == ".npz":
+            from .numpy_io import write_npz
+
+            write_npz(tmps[0], arr, meta, name=name)
+        else:
+            from .mrc import write_mrc
+
+            write_mrc(tmps[0], arr, meta)
+        if with_sidecar:
+            write_json(tmps[1], meta)
+    return path
+
+
+def write_volume(path, data, metadata: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a reconstruction as float32, atomically, with its parameters.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.tif``/``.tiff``, ``.h5``/``.hdf5``/``.hdf``, ``.npy``, ``.npz``, ``.mrc``/``.rec``.
+    data : array-like
+        ``(n, n)`` or ``(n_slices, n, n)``.
+    metadata : dict
+        Reconstruction parameters (method, angles, center, iterations, seed, ...); the version
+        of napari-ganrec, ``kind`` and a time stamp are added.
+    overwrite : bool
+        Replace an existing file; otherwise a ``FileExistsError``.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    FileExistsError, PermissionError, OSError, ValueError
+        Existing target, read-only folder, write failure (e.g. a full disk: then nothing is left
+        at the target), bad data or suffix. Each names the path.
+    """
+    arr = np.asarray(data)
+    if arr.dtype.kind in "iub":
+        arr = arr.astype(np.float32)
+    return _write(path, arr.astype(np.float32, copy=False), _full_metadata(metadata,
+                  "reconstruction"), overwrite, "volume")
+
+
+def write_labels(path, labels, metadata: dict | None = None, overwrite: bool = False) -> Path:
+    """Write integer labels (e.g. pores), losslessly compressed for TIFF; see
+    :func:`write_volume`."""
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "iub":
+        raise ValueError(f"cannot write {path}: labels must be integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ValueError(f"cannot write {path}: labels must be >= 0")
+    top = int(arr.max(initial=0))
+    arr = arr.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
+    return _write(path, arr, _full_metadata(metadata, "labels"), overwrite, "labels",
+                  compression="zlib")
+
+
+def read_volume(path):
+    """Read a volume written by :func:`write_volume` / :func:`write_labels` (or any single
+    array in these formats): ``(numpy.ndarray, metadata dict)``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if suffix in (".tif", ".tiff"):
+        from .tiff import read_tiff_volume
+
+        return read_tiff_volume(path)
+    if suffix in HDF5_SUFFIXES:
+        from .hdf5 import read_hdf5_volume
+
+        return read_hdf5_volume(path)
+    if suffix in (".npy", ".npz"):
+        from .numpy_io import read_numpy_volume
+
+        return read_numpy_volume(path)
+    from .mrc import MRC_SUFFIXES, read_mrc_volume
+
+    if suffix in MRC_SUFFIXES:
+        return read_mrc_volume(path)
+    raise TomoFormatError(path, f"unknown volume type {suffix!r}")

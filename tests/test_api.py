@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+import napari_ganrec as ng
+
+
+@pytest.mark.parametrize("method", ["fbp", "sirt", "tv", "ganrec"])
+def test_every_method_returns_float32_images_of_the_api_shape(wedge_data, method):
+    sino, angles, _ = wedge_data
+    rec = ng.reconstruct(sino, angles, method=method, iterations=4, device="cpu")
+    assert rec.shape == (48, 48) and rec.dtype == np.float32
+    stack = ng.reconstruct(np.stack([sino, sino]), angles, method=method, iterations=4, device="cpu")
+    assert stack.shape == (2, 48, 48)
+    assert np.allclose(stack[0], stack[1], atol=1e-4 * float(np.abs(stack).max()) + 1e-6)
+
+
+def test_previews_come_every_n_iterations_and_at_the_end(wedge_data):
+    sino, angles, _ = wedge_data
+    steps = list(ng.iter_reconstruct(sino, angles, iterations=7, preview_every=3, device="cpu",
+                                     with_residual=True))
+    assert [s.image is not None for s in steps] == [False, False, True, False, False, True, True]
+    assert all({"g_loss", "d_loss", "l1"} <= set(s.losses) for s in steps)
+    assert steps[-1].residual.shape == sino.shape
+    assert "residual" in steps[-1].losses
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="art"), "method must be one of"),
+        (dict(iterations=0), "iterations must be a positive integer"),
+        (dict(iterations=2.5), "iterations must be a positive integer"),
+        (dict(preview_every=0), "preview_every"),
+        (dict(device="gpu7"), "device"),
+        (dict(center=1e6), "center"),
+        (dict(method="tv", l1_weight=2), "only apply to method='ganrec'"),
+        (dict(lr_gen=1e-3), "unknown GANrec option"),
+        (dict(filter_name="bogus"), "filter_name"),
+    ],
+)
+def test_bad_arguments_raise_clear_value_errors(wedge_data, kwargs, message):
+    sino, angles, _ = wedge_data
+    with pytest.raises(ValueError, match=message):
+        ng.reconstruct(sino, angles, **kwargs)
+
+
+def test_data_errors(wedge_data):
+    sino, angles, _ = wedge_data
+    with pytest.raises(ValueError, match="has 59 values but the sinogram has 60"):
+        ng.reconstruct(sino, angles[:-1])
+    bad = sino.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ng.reconstruct(bad, angles)
+    with pytest.raises(ValueError, match="empty"):
+        ng.reconstruct(np.zeros((0, 48)), [])
+    with pytest.warns(UserWarning, match="radians"):
+        ng.reconstruct(sino, np.deg2rad(angles), method="fbp", device="cpu")

@@ -13,9 +13,18 @@ al. 2020, eq. 1-3). What differs from the authors' code, on purpose:
 - the result is quantitative (sinogram units per pixel): the normalised candidate is rescaled by the
   least-squares factor that makes its projection match the data.
 
-Two presets: ``"paper"`` is the published configuration (two-step normalisation of the candidate,
-GAN loss + lambda L1, dropout); ``"default"`` is the configuration that reconstructs best in
-``benchmarks/quality.py`` (see README).
+Presets: ``"paper"`` is the published configuration (two-step normalisation of the candidate,
+GAN loss + lambda L1, dropout). ``"default"`` is what reconstructs best in
+``benchmarks/quality.py`` (docs/experiments.md): the candidate in image units, fitted to the data
+under an iteratively reweighted TV prior (log penalty), first by fast primal-dual steps on the image
+(``prior_iterations``), then by the generator as a residual on top of it; no adversarial term (it
+cost SSIM in every test). ``"noisy"`` is the default with a stronger prior for photon-starved data;
+``"fast"`` a narrow L1-only network for previews.
+
+Modes: with ``normalize_candidate=True`` (paper) the candidate and the model sinogram are normalised
+and the image is rescaled at the end; with ``False`` (raw) the generator's output times an image
+scale (99th percentile of the FBP) is the image, the data term is ``0.5 ||A x - b||^2`` and
+``tv_weight`` means what it means for ``classical.tv_iter``.
 """
 
 from __future__ import annotations
@@ -244,6 +253,7 @@ class SolverState:
     opt_d: dict
     iteration: int
     lr_scale: float = 1.0
+    prior: dict | None = None  # image, duals and TV weights of the prior stage (CPU tensors)
 
 
 def _normalize2(x: torch.Tensor) -> torch.Tensor:
@@ -256,9 +266,13 @@ def _normalize2(x: torch.Tensor) -> torch.Tensor:
 
 
 def _support_mask(projector: Projector, b_scaled: torch.Tensor, level: float = 0.01) -> torch.Tensor:
-    """``(B, n, n)`` 0/1: 0 where a ray (and both its neighbours) measured less than ``level``."""
+    """``(B, n, n)`` 0/1: 0 where a ray (and two neighbours each side) measured less than ``level``.
+
+    ``b_scaled`` is the sinogram divided by its maximum. The margin of two bins keeps pixels that
+    the object only partly fills.
+    """
     near = torch.nn.functional.max_pool1d(
-        b_scaled.abs().reshape(-1, 1, b_scaled.shape[-1]), 3, stride=1, padding=1
+        b_scaled.abs().reshape(-1, 1, b_scaled.shape[-1]), 5, stride=1, padding=2
     ).reshape(b_scaled.shape)
     empty = (near < level).float()
     seen = projector.adjoint(empty)
@@ -355,6 +369,7 @@ class GANrecSolver:
         self.lr_scale = 1.0
         self.recoveries = 0
         self._bce = nn.BCEWithLogitsLoss()
+        self._warm_prior: dict | None = None
         if warm_start is not None:
             self.load_state(warm_start)
         self._snapshot = self._take_snapshot()
@@ -388,6 +403,18 @@ class GANrecSolver:
             "sigma1": _safe_inverse(self.projector.row_sums()),
             "tau": 1.0 / (self.projector.col_sums() + 4.0),
         }
+        warm = self._warm_prior
+        if warm:  # continue from an earlier run's image (e.g. the previous slice of a volume)
+            same = warm["x"].shape[0] == self.batch
+            for key in ("x", "y1", "y2", "w"):
+                if key in warm:
+                    v = warm[key].to(self.device, torch.float32)
+                    if not same:  # another batch size: every slice starts from the last one
+                        v = v[-1:].expand(self.batch, *v.shape[1:])
+                    self._pd[key] = v.clone()
+            self._pd["x"] = self._pd["x"] * self.mask
+            self._pd["xbar"] = self._pd["x"].clone()
+            self._warm_prior = None
 
     @torch.no_grad()
     def _pd_step(self) -> dict[str, float]:
@@ -490,7 +517,18 @@ class GANrecSolver:
             opt_d=_optim_to_cpu(self.opt_d.state_dict()),
             iteration=self.iteration,
             lr_scale=self.lr_scale,
+            prior=self._prior_state(),
         )
+
+    def _prior_state(self) -> dict | None:
+        if not self.config.prior_iterations:
+            return None
+        if self._pd is not None:
+            st = self._pd
+            return {k: st[k].detach().cpu().clone() for k in ("x", "y1", "y2", "w")}
+        if self.init_image is None:
+            return None
+        return {"x": (self.init_image * self.x_scale).detach().cpu().clone()}
 
     def load_state(self, state: SolverState) -> None:
         """Continue from ``state`` (same sinogram shape and network architecture).
@@ -517,6 +555,7 @@ class GANrecSolver:
         self.opt_d.load_state_dict(state.opt_d)
         self.lr_scale = state.lr_scale
         self._set_lr()
+        self._warm_prior = state.prior
 
     # ------------------------------------------------------------------ one iteration
     def _candidate(self) -> torch.Tensor:

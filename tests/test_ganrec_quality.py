@@ -67,13 +67,12 @@ def test_generator_takes_over_from_the_prior_image(wedge_data):
     assert torch.allclose(solver.image(), prior_image, atol=0.05 * float(prior_image.max()))
 
 
-def test_default_beats_fbp_and_paper_on_the_wedge(wedge_data):
+def test_default_beats_fbp_on_the_wedge(wedge_data):
+    """(The 256 px comparison with TV and the paper preset is benchmarks/quality.py's job.)"""
     sino, angles, gt = wedge_data
     rec_fbp = ng.reconstruct(sino, angles, method="fbp", device="cpu")
     rec = ng.reconstruct(sino, angles, iterations=300, device="cpu")
-    rec_paper = ng.reconstruct(sino, angles, iterations=300, device="cpu", preset="paper")
     assert ssim(gt, rec) > ssim(gt, rec_fbp) + 0.15
-    assert ssim(gt, rec) > ssim(gt, rec_paper) + 0.05
     assert ssim(gt, rec) > 0.85
 
 
@@ -149,7 +148,7 @@ def test_uncertainty_from_the_api(wedge_data):
     assert rec.shape == unc.shape == (48, 48) and unc.dtype == np.float32
     assert np.isfinite(unc).all() and unc.min() >= 0 and unc.max() > 0
     # paper preset (no averaging configured): averaging is switched on for the request
-    _, unc_p = ng.reconstruct(sino, angles, iterations=30, device="cpu", preset="paper",
+    _, unc_p = ng.reconstruct(sino, angles, iterations=12, device="cpu", preset="paper",
                               return_uncertainty=True)
     assert unc_p.shape == (48, 48) and unc_p.max() > 0
     steps = [s for s in ng.iter_reconstruct(sino, angles, iterations=20, preview_every=10,

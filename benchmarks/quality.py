@@ -9,6 +9,7 @@ averaged inside the reconstruction circle (``napari_ganrec.evaluation``).
     python benchmarks/quality.py                                   # 128 px, CPU-sized defaults
     python benchmarks/quality.py --sizes 128 256 --iterations 2000 --device cuda
     python benchmarks/quality.py --phantom foam --cases 0-120 pm35  # a family the defaults never saw
+    python benchmarks/quality.py --sizes 256 --iterations 2000 --presets default noisy --device cuda
 """
 
 from __future__ import annotations
@@ -111,11 +112,15 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=1000, help="GANrec iterations")
     p.add_argument("--presets", nargs="+", default=["default", "paper"])
     p.add_argument("--sirt-iterations", type=int, default=200)
-    p.add_argument("--tv-iterations", type=int, default=500)
-    p.add_argument("--tv-weights", type=float, nargs="+", default=[0.01, 0.03, 0.1])
+    p.add_argument("--tv-iterations", type=int, default=None,
+                   help="TV iterations (default: as many as GANrec, so both get the same budget)")
+    p.add_argument("--tv-weights", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0],
+                   help="TV weights tried; the best per case is reported (an oracle choice)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.tv_iterations is None:
+        args.tv_iterations = args.iterations
     rows = run(args)
     print(f"phantom: {args.phantom}; GANrec {args.iterations} iterations; TV {args.tv_iterations} iterations, "
           f"best of λ in {args.tv_weights}; SIRT {args.sirt_iterations} iterations")

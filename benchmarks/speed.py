@@ -17,7 +17,9 @@ import sys
 import time
 
 
-def _one(size: int, batch: int, device: str, iterations: int, preset: str) -> dict:
+def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage: str = "prior") -> dict:
+    """Time one configuration. ``stage``: for presets with a prior stage (``default``), time its
+    primal-dual iterations (``"prior"``) or the generator iterations that follow (``"network"``)."""
     import resource
 
     import numpy as np
@@ -34,7 +36,10 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str) -> di
     t0 = time.perf_counter()
     proj = Projector(Geometry.create(angles, size), device=dev)
     build = time.perf_counter() - t0
-    solver = GANrecSolver(proj, sino, make_config(preset), seed=0)
+    cfg = make_config(preset)
+    if stage == "network" and cfg.prior_iterations:
+        cfg = make_config(cfg, prior_iterations=1)
+    solver = GANrecSolver(proj, sino, cfg, seed=0)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for _ in range(3):  # warm-up
@@ -50,7 +55,7 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str) -> di
         times.append(time.perf_counter() - t)
     med = float(np.median(times))
     out = {
-        "size": size, "batch": batch, "device": str(dev), "preset": preset,
+        "size": size, "batch": batch, "device": str(dev), "preset": preset, "stage": stage,
         "ms_per_iteration": 1000 * med, "ms_per_slice_iteration": 1000 * med / batch,
         "projector_build_s": build, "projector": proj.method,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -69,12 +74,14 @@ def main(argv=None) -> int:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--iterations", type=int, default=10, help="timed iterations (median)")
     p.add_argument("--preset", default="default")
+    p.add_argument("--stage", default="prior", choices=["prior", "network"],
+                   help="which iterations of a preset with a prior stage to time")
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--_one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._one:
         size, batch, device = args._one.split(",")
-        print(json.dumps(_one(int(size), int(batch), device, args.iterations, args.preset)))
+        print(json.dumps(_one(int(size), int(batch), device, args.iterations, args.preset, args.stage)))
         return 0
     devices = args.devices
     if devices is None:
@@ -88,7 +95,8 @@ def main(argv=None) -> int:
         for size in args.sizes:
             for batch in args.batches:
                 cmd = [sys.executable, __file__, "--_one", f"{size},{batch},{device}",
-                       "--iterations", str(args.iterations), "--preset", args.preset]
+                       "--iterations", str(args.iterations), "--preset", args.preset,
+                       "--stage", args.stage]
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     print(f"| {device} | {size} | {batch} | failed: {res.stderr.strip().splitlines()[-1]} |||")

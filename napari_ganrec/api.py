@@ -44,6 +44,12 @@ class Step:
         Seconds since the run started.
     solver : GANrecSolver or None
         The live solver (GANrec only): ``step.solver.state()`` warm-starts another run.
+    residual : numpy.ndarray or None
+        Model minus measured sinogram on preview steps when ``with_residual`` was asked for.
+    uncertainty : numpy.ndarray or None
+        GANrec only, on preview steps when the config averages iterates (``average_last > 0``):
+        the pixel-wise standard deviation of the last iterates (image units, output shape). High
+        where the data leave the image undetermined (e.g. along a missing wedge).
     """
 
     iteration: int
@@ -53,6 +59,7 @@ class Step:
     elapsed: float = 0.0
     solver: GANrecSolver | None = field(default=None, repr=False)
     residual: np.ndarray | None = field(default=None, repr=False)
+    uncertainty: np.ndarray | None = field(default=None, repr=False)
 
 
 def _check_common(sinogram, angles, iterations, preview_every, method):
@@ -184,16 +191,18 @@ def _run(sino, geo, dev, method, iterations, seed, preview_every, config, warm_s
     try:
         for k in range(1, iterations + 1):
             losses = solver.step()
-            image = res_np = None
+            image = res_np = unc = None
             if k % preview_every == 0 or k == iterations:
                 with torch.no_grad():
                     x = solver.image()
                     losses["residual"] = float(
                         torch.linalg.vector_norm(projector.forward(x) - b)
                         / torch.linalg.vector_norm(b).clamp(min=1e-20))
+                    if config.average_last:
+                        unc = to_numpy(solver.uncertainty())
                 image = to_numpy(x)
                 res_np = residual_of(x)
-            yield Step(k, iterations, losses, image, time.perf_counter() - start, solver, res_np)
+            yield Step(k, iterations, losses, image, time.perf_counter() - start, solver, res_np, unc)
     finally:
         solver.close()
 
@@ -206,22 +215,38 @@ def reconstruct(
     center: float | None = None,
     device: str = "auto",
     seed: int = 0,
+    return_uncertainty: bool = False,
     **kwargs,
-) -> np.ndarray:
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Reconstruct one slice or a stack of slices.
 
     Takes the arguments of :func:`iter_reconstruct` and returns the final image: float32
     ``(n_det, n_det)`` for a 2-D sinogram, ``(n_slices, n_det, n_det)`` for a 3-D stack, in the
     sinogram's units per pixel.
 
+    With ``return_uncertainty=True`` (GANrec only) it returns ``(image, uncertainty)``: the
+    pixel-wise standard deviation of the last iterates, same shape and units as the image. When the
+    chosen config does not average iterates, the last ``max(10, iterations // 5)`` are used.
+
     Examples
     --------
     >>> rec = reconstruct(sino, np.linspace(0, 120, 120, endpoint=False), method="tv", iterations=200)
     """
     kwargs.setdefault("preview_every", iterations if isinstance(iterations, int) and iterations > 0 else 1)
-    last = None
+    if return_uncertainty:
+        if method != "ganrec":
+            raise ValueError(f"return_uncertainty needs method='ganrec', got method={method!r}")
+        preset = kwargs.get("preset", "default")
+        base = make_config(preset) if not isinstance(preset, GANrecConfig) else preset
+        if not kwargs.get("average_last", base.average_last):
+            n_it = iterations if isinstance(iterations, int) else 0
+            kwargs["average_last"] = max(10, n_it // 5)
+    last = unc = None
     for step in iter_reconstruct(sinogram, angles, method=method, iterations=iterations,
                                  center=center, device=device, seed=seed, **kwargs):
         if step.image is not None:
             last = step.image
+            unc = step.uncertainty
+    if return_uncertainty:
+        return last, unc
     return last

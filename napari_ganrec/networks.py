@@ -53,6 +53,8 @@ class Generator(nn.Module):
         Number of convolutional layers (the last maps to one channel).
     output : {"linear", "relu", "softplus"}
         Output activation. ``"relu"`` starts its bias at ``output_bias`` so it cannot stick at 0.
+    zero_last : bool
+        Start the last layer at zero (the generator then outputs 0: a residual on an initial image).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class Generator(nn.Module):
         output: str = "linear",
         output_bias: float = 0.0,
         dropout_generator: torch.Generator | None = None,
+        zero_last: bool = False,
     ):
         super().__init__()
         if kernel % 2 != 1:
@@ -99,7 +102,10 @@ class Generator(nn.Module):
         self.conv = nn.Sequential(*convs)
         self.last = nn.Conv2d(cin, 1, kernel, padding=kernel // 2)
         self.output = output
-        if output == "relu":
+        if zero_last:  # residual use: the first output is exactly 0
+            nn.init.zeros_(self.last.weight)
+            nn.init.zeros_(self.last.bias)
+        elif output == "relu":
             nn.init.constant_(self.last.bias, output_bias)
 
     def forward(self, sino: torch.Tensor) -> torch.Tensor:

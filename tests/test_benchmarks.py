@@ -30,3 +30,5 @@ def test_speed_benchmark_measures_one_configuration():
     assert row["batch"] == 2 and row["ms_per_iteration"] > 0
     assert row["ms_per_slice_iteration"] == row["ms_per_iteration"] / 2
     assert row["peak_rss_mb"] > 0 and row["projector"] == "matrix"
+    net = speed._one(32, 1, "cpu", iterations=2, preset="default", stage="network")
+    assert net["stage"] == "network" and net["ms_per_iteration"] > 0

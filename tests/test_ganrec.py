@@ -40,9 +40,10 @@ def test_result_is_quantitative(wedge_data):
 
 def test_cpu_runs_are_deterministic_for_a_seed(wedge_data):
     sino, angles, _ = wedge_data
-    a = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=5)
-    b = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=5)
-    c = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=6)
+    # the network stage is what the seed drives ("default" starts with a deterministic prior stage)
+    a = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=5, preset="paper")
+    b = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=5, preset="paper")
+    c = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=6, preset="paper")
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
 

@@ -23,9 +23,11 @@ from ..ganrec import PRESETS, GANrecConfig
 GANREC_FIELDS = (
     "lr_g", "lr_d", "l1_weight", "gan_weight", "l2_weight", "tv_weight", "dropout", "units",
     "channels", "n_conv", "kernel", "d_steps", "average_last", "output", "normalize_candidate",
-    "spectral_norm", "circle",
+    "spectral_norm", "circle", "prior_iterations", "reweight_every", "tv_eps", "init",
+    "init_iterations", "support", "lr_decay",
 )
 OUTPUT_CHOICES = ("linear", "relu", "softplus")
+CHOICES = {"output": OUTPUT_CHOICES, "init": ("none", "fbp", "sirt", "tv"), "filter_name": FILTERS}
 TV_DEFAULT = 0.03
 
 
@@ -52,17 +54,13 @@ class _Form(QWidget):
         if isinstance(value, bool):
             w = QCheckBox()
             w.setChecked(value)
-        elif name == "output":
+        elif name in CHOICES:
             w = QComboBox()
-            w.addItems(OUTPUT_CHOICES)
-            w.setCurrentText(str(value))
-        elif name == "filter_name":
-            w = QComboBox()
-            w.addItems(FILTERS)
+            w.addItems(CHOICES[name])
             w.setCurrentText(str(value))
         elif isinstance(value, int) or (value is None and name == "units"):
             w = QSpinBox()
-            w.setRange(0, 4096)
+            w.setRange(0, 100_000)
             w.setValue(0 if value is None else int(value))
             if name == "units":
                 w.setSpecialValueText("auto")

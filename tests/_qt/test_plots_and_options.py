@@ -64,8 +64,8 @@ def test_solver_options_report_only_changes(qtbot):
     qtbot.addWidget(opts)
     assert opts.options() == {} and opts.preset_name() == "default"
     opts.ganrec.editors["lr_g"].setText("0.0005")
-    opts.ganrec.editors["channels"].setValue(16)
-    assert opts.options() == {"lr_g": 0.0005, "channels": 16}
+    opts.ganrec.editors["channels"].setValue(PRESETS["default"].channels + 8)
+    assert opts.options() == {"lr_g": 0.0005, "channels": PRESETS["default"].channels + 8}
     # a preset resets the fields to its values
     opts.preset.setCurrentText("fast")
     assert opts.options() == {}
@@ -88,3 +88,17 @@ def test_solver_options_report_only_changes(qtbot):
     assert opts.options() == {"filter_name": "hann"}
     opts.set_method("sirt")
     assert opts.options() == {}
+
+
+def test_advanced_section_exposes_the_prior_stage_options(qtbot):
+    opts = SolverOptions()
+    qtbot.addWidget(opts)
+    values = opts.ganrec.values()
+    default = PRESETS["default"]
+    for name in ("prior_iterations", "reweight_every", "tv_eps", "init", "support", "lr_decay"):
+        assert values[name] == getattr(default, name), name
+    opts.ganrec.editors["prior_iterations"].setValue(500)
+    opts.ganrec.editors["init"].setCurrentText("fbp")
+    assert opts.options() == {"prior_iterations": 500, "init": "fbp"}
+    opts.preset.setCurrentText("noisy")
+    assert opts.ganrec.values()["tv_eps"] == PRESETS["noisy"].tv_eps

@@ -80,6 +80,10 @@ class RunParams:
         Solver options: GANrec config fields overriding the preset, or ``tv_weight`` for TV.
     residual : bool
         Also stream the model sinogram minus the data.
+    uncertainty : bool
+        GANrec: also stream the pixel-wise spread of the last iterates (where the data do not pin
+        the image down); averages the last ``max(10, iterations // 5)`` iterates unless the
+        options set ``average_last``.
     tick_interval, image_interval : float
         Minimum seconds between two updates, and between two updates that carry an image.
     """
@@ -94,6 +98,7 @@ class RunParams:
     preset: str = "default"
     options: Mapping[str, Any] = field(default_factory=dict)
     residual: bool = False
+    uncertainty: bool = False
     tick_interval: float = 0.05
     image_interval: float = 0.05
 
@@ -129,6 +134,11 @@ class RunParams:
         if self.method == "ganrec":
             kw["preset"] = self.preset
             kw.update(opts)
+            if self.uncertainty and not opts.get("average_last"):
+                from .ganrec import make_config
+
+                if not make_config(self.preset).average_last:
+                    kw["average_last"] = max(10, self.total // 5)
         elif self.method == "tv" and "tv_weight" in opts:
             kw["tv_weight"] = float(opts["tv_weight"])
         elif self.method == "fbp" and "filter_name" in opts:
@@ -147,8 +157,9 @@ class RunUpdate:
     losses : tuple of (int, dict)
         ``(iteration, losses)`` of every iteration since the previous update (none are dropped,
         so the loss curve is complete).
-    image, residual : numpy.ndarray or None
-        The newest preview image (and model-minus-data sinogram) if one is due.
+    image, residual, uncertainty : numpy.ndarray or None
+        The newest preview image (and model-minus-data sinogram, and spread of the last
+        iterates) if one is due.
     image_iteration : int
         The iteration ``image`` belongs to (0 when there is no image).
     produced_at : float
@@ -163,6 +174,7 @@ class RunUpdate:
     losses: tuple[tuple[int, dict[str, float]], ...] = ()
     image: np.ndarray | None = None
     residual: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
     image_iteration: int = 0
     produced_at: float = 0.0
     elapsed: float = 0.0
@@ -226,7 +238,7 @@ def run_reconstruction(
         raise EngineError(f"{type(exc).__name__}: {exc}") from exc
     total = params.total
     pending_losses: list[tuple[int, dict[str, float]]] = []
-    pending_image = pending_residual = None
+    pending_image = pending_residual = pending_uncertainty = None
     pending_image_it = 0
     pending_at = 0.0
     last_tick = last_image = -np.inf
@@ -242,6 +254,7 @@ def run_reconstruction(
             if img is not None:
                 pending_image = img
                 pending_residual = getattr(step, "residual", None)
+                pending_uncertainty = getattr(step, "uncertainty", None)
                 pending_image_it = iteration
                 pending_at = now
             last = iteration >= total
@@ -255,13 +268,14 @@ def run_reconstruction(
                     losses=tuple(pending_losses),
                     image=pending_image if image_due else None,
                     residual=pending_residual if image_due else None,
+                    uncertainty=pending_uncertainty if image_due else None,
                     image_iteration=pending_image_it if image_due else 0,
                     produced_at=pending_at if image_due else now,
                     elapsed=now - start,
                 )
                 pending_losses = []
                 if image_due:
-                    pending_image = pending_residual = None
+                    pending_image = pending_residual = pending_uncertainty = None
                     last_image = now
                 last_tick = now
                 yield update
@@ -285,7 +299,8 @@ def _engine_errors(steps: Iterable):
         yield step
 
 
-@evented(equality_operators={"image": operator.is_, "residual": operator.is_})
+@evented(equality_operators={"image": operator.is_, "residual": operator.is_,
+                             "uncertainty": operator.is_})
 @dataclass
 class RunState:
     """Evented state of the current run, folded from updates on the main thread.
@@ -302,6 +317,7 @@ class RunState:
     message: str = ""
     image: Any = None
     residual: Any = None
+    uncertainty: Any = None
     image_iteration: int = 0
     image_produced_at: float = 0.0
     n_images: int = 0
@@ -312,6 +328,7 @@ class RunState:
         self.loss_history = {}
         self.image = None
         self.residual = None
+        self.uncertainty = None
         self.n_images = 0
         self.image_iteration = 0
         self.elapsed = 0.0
@@ -338,6 +355,7 @@ class RunState:
             self.image_iteration = update.image_iteration
             self.image_produced_at = update.produced_at
             self.residual = update.residual
+            self.uncertainty = update.uncertainty
             self.n_images += 1
             self.image = update.image
         self.iteration = update.iteration

@@ -211,3 +211,31 @@ def test_runtime_errors_come_out_as_engine_errors():
     # bad arguments stay ValueErrors with the engine's message
     with pytest.raises(ValueError, match="sinogram has 8 projections"):
         next(run_reconstruction(np.zeros((8, 4)), RunParams(ANGLES[:5], iterations=2)))
+
+
+def test_uncertainty_is_asked_for_and_streamed():
+    from napari_ganrec.run_model import RunParams, run_reconstruction
+
+    params = RunParams(angles=(0.0, 60.0, 120.0), iterations=50, preview_every=10, uncertainty=True,
+                       preset="fast")
+    assert params.engine_kwargs()["average_last"] == 10  # max(10, 50 // 5): fast averages none
+    assert "average_last" not in RunParams(angles=(0.0, 1.0), iterations=50, preset="fast").engine_kwargs()
+    # the default preset averages its last iterates already
+    assert "average_last" not in RunParams(angles=(0.0, 1.0), iterations=50, uncertainty=True).engine_kwargs()
+    explicit = RunParams(angles=(0.0, 1.0), iterations=50, uncertainty=True, preset="fast",
+                         options={"average_last": 3})
+    assert explicit.engine_kwargs()["average_last"] == 3
+
+    class FakeStep:
+        def __init__(self, k):
+            self.iteration, self.iterations, self.losses = k, 2, {"l1": 1.0 / k}
+            self.image = np.full((4, 4), k, np.float32)
+            self.residual = None
+            self.uncertainty = np.full((4, 4), 0.1 * k, np.float32)
+
+    def fake(sino, angles, **kw):
+        yield from (FakeStep(k) for k in (1, 2))
+
+    updates = list(run_reconstruction(np.zeros((3, 4), np.float32), params, iterate=fake))
+    assert updates[-1].uncertainty is not None
+    np.testing.assert_allclose(updates[-1].uncertainty, 0.2)

@@ -256,6 +256,11 @@ class ReconstructionWidget(QWidget):
         form.addRow("iterations", irow)
         form.addRow("device", drow)
         form.addRow("", self.residual_check)
+        self.uncertainty_check = QCheckBox("show uncertainty (GANrec)")
+        self.uncertainty_check.setToolTip(
+            "A live layer of the pixel-wise spread of the last iterates: bright where the data "
+            "do not pin the image down (e.g. along the missing wedge)")
+        form.addRow("", self.uncertainty_check)
         self.solver_options = SolverOptions()
         self.advanced = QCollapsible("Advanced")
         self.advanced.addWidget(self.solver_options)
@@ -553,6 +558,7 @@ class ReconstructionWidget(QWidget):
             preset=self.solver_options.preset_name(),
             options=self.solver_options.options(),
             residual=self.residual_check.isChecked(),
+            uncertainty=self.uncertainty_check.isChecked(),
         )
         if sinos.shape[0] == 1:
             sinos = sinos[0]

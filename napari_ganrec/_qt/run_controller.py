@@ -139,6 +139,7 @@ class RunController(QObject):
         self._error = None
         self.image_layer = None
         self.residual_layer = None
+        self.uncertainty_layer = None
         self._starting = True
         self._revealed = False
         if self.freeze_gc and not self._frozen:
@@ -157,6 +158,7 @@ class RunController(QObject):
         self._stages = [
             lambda: self._add_image_layer(shape),
             lambda: self._add_residual_layer(shape),
+            lambda: self._add_uncertainty_layer(shape),
             lambda: self._start_worker(sinograms, params),
         ]
         self._next_stage()
@@ -356,10 +358,10 @@ class RunController(QObject):
             pbar.close()
         self.state.message = self._error or ""
         if self.state.n_images == 0:  # nothing was shown: drop the empty placeholders
-            for layer in (self.image_layer, self.residual_layer):
+            for layer in (self.image_layer, self.residual_layer, self.uncertainty_layer):
                 if layer is not None and layer in self.viewer.layers:
                     self.viewer.layers.remove(layer)
-            self.image_layer = self.residual_layer = None
+            self.image_layer = self.residual_layer = self.uncertainty_layer = None
         self.state.status = status
         self._update_metadata(status)
         self.run_ended.emit(status)
@@ -380,7 +382,8 @@ class RunController(QObject):
     def _update_metadata(self, status: str) -> None:
         if self._params is None:
             return
-        for layer, kind in ((self.image_layer, "image"), (self.residual_layer, "residual")):
+        for layer, kind in ((self.image_layer, "image"), (self.residual_layer, "residual"),
+                            (self.uncertainty_layer, "uncertainty")):
             if layer is not None:
                 md = self._metadata(status)
                 md["content"] = kind
@@ -411,6 +414,19 @@ class RunController(QObject):
             metadata={**md, "content": "residual"}, colormap="PiYG", contrast_limits=(-1.0, 1.0),
             visible=False)
 
+    def _add_uncertainty_layer(self, sino_shape: tuple[int, ...]) -> None:
+        """The optional uncertainty layer: where the last iterates disagree (GANrec)."""
+        if not (self._params.uncertainty and self._params.method == "ganrec"):
+            return
+        n_det = int(sino_shape[-1])
+        img_shape = (n_det, n_det) if len(sino_shape) == 2 else (int(sino_shape[0]), n_det, n_det)
+        md = self._metadata("running")
+        scale = (1.0,) * (len(img_shape) - 2) + tuple(self._context["scale"])
+        self.uncertainty_layer = self.viewer.add_image(
+            np.zeros(img_shape, np.float32), name=f"{self._context['name']} uncertainty",
+            metadata={**md, "content": "uncertainty"}, colormap="magma", scale=scale,
+            contrast_limits=(0.0, 1.0), blending="additive", visible=False)
+
     def _show_image(self, update: RunUpdate) -> None:
         layer = self.image_layer
         if layer is None or layer not in self.viewer.layers:
@@ -433,6 +449,14 @@ class RunController(QObject):
             res.metadata["iterations"] = int(update.image_iteration)
             if reveal:
                 res.visible = True
+        unc = self.uncertainty_layer
+        if update.uncertainty is not None and unc is not None and unc in self.viewer.layers:
+            u = np.asarray(update.uncertainty)
+            unc.data = u
+            unc.contrast_limits = (0.0, float(np.max(u)) or 1.0)
+            unc.metadata["iterations"] = int(update.image_iteration)
+            if reveal:
+                unc.visible = True
         self._await_paint = update.produced_at
 
     # latency from an engine step to the canvas draw that shows it

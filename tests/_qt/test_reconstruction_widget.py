@@ -379,3 +379,19 @@ def test_devices_are_listed_from_torch(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     devices = available_devices()
     assert devices[:2] == ["auto", "cpu"] and devices[2:4] == ["cuda:0", "cuda:1"]
+
+
+def test_uncertainty_layer_shows_where_the_last_iterates_disagree(small, qtbot):
+    viewer, widget = small
+    widget.uncertainty_check.setChecked(True)
+    widget.iterations_spin.setValue(20)
+    widget.preview_spin.setValue(5)
+    assert widget.run()
+    _wait_status(qtbot, widget, ("finished", "failed"))
+    assert widget.state.status == "finished", widget.state.message
+    unc = widget.controller.uncertainty_layer
+    assert unc is not None and unc in viewer.layers
+    assert unc.name.endswith("uncertainty") and unc.metadata["content"] == "uncertainty"
+    assert unc.data.shape == widget.controller.image_layer.data.shape
+    assert np.all(unc.data >= 0) and unc.data.max() > 0  # the fast preset's iterates still move
+    assert unc.visible

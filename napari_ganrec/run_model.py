@@ -84,6 +84,12 @@ class RunParams:
         GANrec: also stream the pixel-wise spread of the last iterates (where the data do not pin
         the image down); averages the last ``max(10, iterations // 5)`` iterates unless the
         options set ``average_last``.
+    volume_slices : int
+        Volume mode when > 0: this many slices reconstructed one after another with
+        :func:`napari_ganrec.volume.iter_volume` (the first gets ``iterations``, each later one
+        ``warm_iterations`` from the previous slice's state), the live layer filling slice by slice.
+    warm_iterations : int
+        Iterations of each later slice in volume mode.
     tick_interval, image_interval : float
         Minimum seconds between two updates, and between two updates that carry an image.
     """
@@ -99,6 +105,8 @@ class RunParams:
     options: Mapping[str, Any] = field(default_factory=dict)
     residual: bool = False
     uncertainty: bool = False
+    volume_slices: int = 0
+    warm_iterations: int = 100
     tick_interval: float = 0.05
     image_interval: float = 0.05
 
@@ -109,6 +117,8 @@ class RunParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.volume_slices < 0 or self.warm_iterations < 1:
+            raise ValueError("volume_slices must be >= 0 and warm_iterations >= 1")
         if self.tick_interval < 0 or self.image_interval < 0:
             raise ValueError("tick_interval and image_interval must be >= 0")
         object.__setattr__(self, "angles", tuple(float(a) for a in self.angles))
@@ -116,14 +126,19 @@ class RunParams:
 
     @property
     def total(self) -> int:
-        """Iterations the run will report in all (1 for FBP)."""
+        """Iterations the run will report in all (1 for FBP; summed over slices in volume mode)."""
+        if self.volume_slices > 0:
+            per_slice = 1 if self.method == "fbp" else int(self.iterations)
+            later = per_slice if self.method != "ganrec" else int(self.warm_iterations)
+            return per_slice + (int(self.volume_slices) - 1) * later
         return 1 if self.method == "fbp" else int(self.iterations)
 
     def engine_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`napari_ganrec.iter_reconstruct`."""
+        """Keyword arguments for :func:`napari_ganrec.iter_reconstruct` (or, in volume mode,
+        :func:`volume_steps`)."""
         kw: dict[str, Any] = dict(
             method=self.method,
-            iterations=self.total,
+            iterations=1 if self.method == "fbp" else int(self.iterations),
             center=self.center,
             device=self.device,
             seed=int(self.seed),
@@ -143,6 +158,9 @@ class RunParams:
             kw["tv_weight"] = float(opts["tv_weight"])
         elif self.method == "fbp" and "filter_name" in opts:
             kw["filter_name"] = str(opts["filter_name"])
+        if self.volume_slices > 0:
+            kw["warm_iterations"] = int(self.warm_iterations)
+            kw.pop("with_residual")
         return kw
 
 
@@ -230,7 +248,10 @@ def run_reconstruction(
     RunSummary
     """
     if iterate is None:
-        from .api import iter_reconstruct as iterate
+        if params.volume_slices > 0:
+            iterate = volume_steps
+        else:
+            from .api import iter_reconstruct as iterate
     start = clock()
     try:
         steps = iterate(sinograms, np.asarray(params.angles), **params.engine_kwargs())
@@ -284,6 +305,54 @@ def run_reconstruction(
         if close is not None:
             close()
     return RunSummary(iteration, total, clock() - start, _resolve_device_name(params.device))
+
+
+@dataclass(frozen=True)
+class VolumeStep:
+    """A volume-mode step in the shape of :class:`napari_ganrec.api.Step`."""
+
+    iteration: int
+    iterations: int
+    losses: dict
+    image: np.ndarray | None = None
+    residual: None = None
+    uncertainty: None = None
+
+
+def volume_steps(sinograms: np.ndarray, angles, *, iterations: int, warm_iterations: int,
+                 preview_every: int = 10, **kwargs) -> Generator[VolumeStep, None, None]:
+    """Drive :func:`napari_ganrec.volume.iter_volume` and yield :class:`VolumeStep` records.
+
+    The iteration counter runs over the whole volume (first slice ``iterations``, later ones
+    ``warm_iterations``); every finished slice puts the volume so far (a fresh array, earlier
+    slices filled, later ones 0) into ``image``. Closing the generator stops the run.
+    """
+    from .volume import iter_volume
+
+    sinos = np.asarray(sinograms, dtype=np.float32)
+    if sinos.ndim == 2:
+        sinos = sinos[None]
+    n_slices, _, n_det = sinos.shape
+    method = kwargs.get("method", "ganrec")
+    per_later = warm_iterations if method == "ganrec" else iterations
+    total = iterations + (n_slices - 1) * per_later
+    volume = np.zeros((n_slices, n_det, n_det), np.float32)
+    done_before = 0  # iterations of the finished slabs
+    gen = iter_volume(sinos, angles, iterations=iterations, warm_iterations=warm_iterations,
+                      progress_every=max(1, min(int(preview_every), 10)), **kwargs)
+    try:
+        for rec in gen:
+            it = min(done_before + int(rec.iteration), total)
+            image = None
+            if rec.finished:
+                volume[list(rec.positions)] = rec.images
+                done_before += int(rec.iteration)
+                image = volume.copy()
+                if rec.done == rec.total:
+                    it = total  # early-stopped slices leave the count short: the run is complete
+            yield VolumeStep(it, total, dict(rec.losses), image)
+    finally:
+        gen.close()
 
 
 def _engine_errors(steps: Iterable):
@@ -400,6 +469,9 @@ def run_metadata(
     }
     if params.method == "ganrec":
         md["preset"] = params.preset
+    if params.volume_slices > 0:
+        md["volume_mode"] = {"slices": int(params.volume_slices), "first_iterations": int(params.iterations),
+                             "warm_iterations": int(params.warm_iterations)}
     if params.options:
         md["options"] = {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in params.options.items()}

@@ -239,3 +239,32 @@ def test_uncertainty_is_asked_for_and_streamed():
     updates = list(run_reconstruction(np.zeros((3, 4), np.float32), params, iterate=fake))
     assert updates[-1].uncertainty is not None
     np.testing.assert_allclose(updates[-1].uncertainty, 0.2)
+
+
+def test_volume_mode_fills_the_volume_slice_by_slice_with_warm_start():
+    from napari_ganrec import phantoms
+    from napari_ganrec.run_model import RunParams, run_metadata, run_reconstruction
+
+    p = phantoms.porous_particle(24, nz=3, n_pores=3, seed=2)
+    angles = np.linspace(0, 120, 30, endpoint=False)
+    sinos = phantoms.simulate_projections(p, angles).transpose(1, 0, 2).copy()
+    params = RunParams(angles=tuple(angles), iterations=6, warm_iterations=2, preview_every=2,
+                       device="cpu", preset="fast", volume_slices=3, tick_interval=0, image_interval=0)
+    assert params.total == 6 + 2 * 2
+    gen = run_reconstruction(sinos, params)
+    updates = []
+    while True:
+        try:
+            updates.append(next(gen))
+        except StopIteration as stop:
+            summary = stop.value
+            break
+    images = [u.image for u in updates if u.image is not None]
+    assert len(images) == 3  # one per finished slice
+    filled = [int((np.abs(im).sum(axis=(1, 2)) > 0).sum()) for im in images]
+    assert filled == [1, 2, 3]
+    assert updates[-1].iteration == params.total and summary.iteration == params.total
+    assert np.isfinite(images[-1]).all() and images[-1].shape == (3, 24, 24)
+    md = run_metadata(params, source="s", slices=(0, 3), layout="vertical", iteration=10, elapsed=1.0,
+                      status="finished")
+    assert md["volume_mode"] == {"slices": 3, "first_iterations": 6, "warm_iterations": 2}

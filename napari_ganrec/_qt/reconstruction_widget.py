@@ -261,6 +261,17 @@ class ReconstructionWidget(QWidget):
             "A live layer of the pixel-wise spread of the last iterates: bright where the data "
             "do not pin the image down (e.g. along the missing wedge)")
         form.addRow("", self.uncertainty_check)
+        self.volume_check = QCheckBox("volume: slice by slice, warm start")
+        self.volume_check.setToolTip(
+            "Reconstruct the slice range one slice after another: the first slice gets the full "
+            "iterations, each later one starts from the previous slice's state and gets the warm "
+            "iterations; the live layer fills slice by slice")
+        self.warm_spin = _spin(1, 1_000_000, 100, "Iterations of each later slice (volume mode)")
+        vrow = QHBoxLayout()
+        vrow.addWidget(self.volume_check)
+        vrow.addWidget(QLabel("warm iterations"))
+        vrow.addWidget(self.warm_spin)
+        form.addRow("", vrow)
         self.solver_options = SolverOptions()
         self.advanced = QCollapsible("Advanced")
         self.advanced.addWidget(self.solver_options)
@@ -559,6 +570,8 @@ class ReconstructionWidget(QWidget):
             options=self.solver_options.options(),
             residual=self.residual_check.isChecked(),
             uncertainty=self.uncertainty_check.isChecked(),
+            volume_slices=(stop - start) if self.volume_check.isChecked() and stop - start > 1 else 0,
+            warm_iterations=self.warm_spin.value(),
         )
         if sinos.shape[0] == 1:
             sinos = sinos[0]

@@ -395,3 +395,25 @@ def test_uncertainty_layer_shows_where_the_last_iterates_disagree(small, qtbot):
     assert unc.data.shape == widget.controller.image_layer.data.shape
     assert np.all(unc.data >= 0) and unc.data.max() > 0  # the fast preset's iterates still move
     assert unc.visible
+
+
+def test_volume_mode_fills_the_live_layer_slice_by_slice(small, qtbot):
+    viewer, widget = small
+    widget.slice_spin.setValue(0)
+    widget.nslices_spin.setValue(3)
+    widget.volume_check.setChecked(True)
+    widget.iterations_spin.setValue(6)
+    widget.warm_spin.setValue(2)
+    widget.preview_spin.setValue(2)
+    shapes = []
+    widget.state.events.image.connect(lambda img: shapes.append(
+        None if img is None else int((np.abs(np.asarray(img)).sum(axis=(1, 2)) > 0).sum())))
+    assert widget.run()
+    _wait_status(qtbot, widget, ("finished", "failed"))
+    assert widget.state.status == "finished", widget.state.message
+    layer = widget.controller.image_layer
+    assert layer.data.shape == (3, 32, 32) and np.all(np.abs(layer.data).sum(axis=(1, 2)) > 0)
+    assert layer.metadata["volume_mode"]["warm_iterations"] == 2
+    assert layer.metadata["iterations"] == 6 + 2 * 2
+    filled = [s for s in shapes if s is not None]
+    assert filled[0] < 3 and filled[-1] == 3  # the layer filled up over the run

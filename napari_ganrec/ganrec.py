@@ -530,14 +530,8 @@ class GANrecSolver:
             return None
         return {"x": (self.init_image * self.x_scale).detach().cpu().clone()}
 
-    def load_state(self, state: SolverState) -> None:
-        """Continue from ``state`` (same sinogram shape and network architecture).
-
-        Raises
-        ------
-        ValueError
-            When the state was made for another sinogram shape or architecture.
-        """
+    def check_state(self, state: SolverState) -> None:
+        """Raise ``ValueError`` unless ``state`` fits this solver's sinogram shape and networks."""
         if not isinstance(state, SolverState):
             raise ValueError(f"warm_start must be a SolverState, got {type(state).__name__}")
         if tuple(state.sino_shape) != self.projector.geometry.sino_shape:
@@ -549,6 +543,16 @@ class GANrecSolver:
         for key in arch:
             if getattr(state.config, key) != getattr(self.config, key):
                 raise ValueError(f"warm_start has another network architecture ({key} differs)")
+
+    def load_state(self, state: SolverState) -> None:
+        """Continue from ``state`` (same sinogram shape and network architecture).
+
+        Raises
+        ------
+        ValueError
+            When the state was made for another sinogram shape or architecture.
+        """
+        self.check_state(state)
         self.G.load_state_dict(state.generator)
         self.D.load_state_dict(state.discriminator)
         self.opt_g.load_state_dict(state.opt_g)

@@ -522,17 +522,7 @@ class StackedGANrecSolver(GANrecSolver):
 
     def load_state(self, state: SolverState) -> None:
         """Start every slice's networks from one network's state."""
-        if not isinstance(state, SolverState):
-            raise ValueError(f"warm_start must be a SolverState, got {type(state).__name__}")
-        if tuple(state.sino_shape) != self.projector.geometry.sino_shape:
-            raise ValueError(
-                f"warm_start was made for sinograms of shape {tuple(state.sino_shape)}, "
-                f"not {self.projector.geometry.sino_shape}"
-            )
-        arch = ("units", "channels", "kernel", "n_conv", "disc_channels", "spectral_norm", "output")
-        for key in arch:
-            if getattr(state.config, key) != getattr(self.config, key):
-                raise ValueError(f"warm_start has another network architecture ({key} differs)")
+        self.check_state(state)
         self.G.load_single(state.generator)
         self.D.load_single(state.discriminator)
         self.opt_g.load_state_dict(_optim_broadcast(state.opt_g, list(self.G.parameters())))

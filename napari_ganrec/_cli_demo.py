@@ -11,6 +11,8 @@ import numpy as np
 
 __all__ = ["register", "run_demo"]
 
+LABELS = {"fbp": "FBP", "sirt": "SIRT", "tv": "TV", "ganrec": "GANrec"}
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -58,7 +60,7 @@ def run_demo(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         results[method] = reconstruct(sino, angles, method=method, iterations=iters, device=args.device)
         timings[method] = time.perf_counter() - t0
-        print(f"{method.upper():6s} SSIM {ssim(truth, results[method]):.3f}  ({timings[method]:.1f} s)")
+        print(f"{LABELS[method]:6s} SSIM {ssim(truth, results[method]):.3f}  ({timings[method]:.1f} s)")
     t0 = time.perf_counter()
     bar = _progress(args.iterations, "GANrec")
     for step in iter_reconstruct(sino, angles, method="ganrec", iterations=args.iterations,
@@ -70,7 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
     bar.close()
     timings["ganrec"] = time.perf_counter() - t0
     scores = {m: ssim(truth, r) for m, r in results.items()}
-    print(f"GANREC SSIM {scores['ganrec']:.3f}  ({timings['ganrec']:.1f} s)")
+    print(f"{LABELS['ganrec']:6s} SSIM {scores['ganrec']:.3f}  ({timings['ganrec']:.1f} s)")
     meta = {
         "method": "ganrec",
         "angles": [float(a) for a in angles],
@@ -102,7 +104,7 @@ def _comparison_figure(path: Path, truth, results, scores, angles, overwrite: bo
     axes[0].set_title("ground truth")
     for ax, method in zip(axes[1:], ("fbp", "sirt", "tv", "ganrec")):
         ax.imshow(np.clip(results[method], 0, None), cmap="gray", vmin=0, vmax=vmax)
-        ax.set_title(f"{method.upper()}  SSIM {scores[method]:.3f}")
+        ax.set_title(f"{LABELS[method]}  SSIM {scores[method]:.3f}")
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(f"porous particle, {angles.min():.0f} to {angles.max():.0f} degrees, {len(angles)} projections")

@@ -240,6 +240,24 @@ def to_jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
+def existing_file(path) -> Path:
+    """``path`` as a Path, or a clear error when it is missing or empty (0 bytes).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    TomoFormatError
+        ``path`` is empty.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise TomoFormatError(path, "the file is empty (0 bytes)")
+    return path
+
+
 def check_output_path(path, overwrite: bool = False) -> Path:
     """Check that ``path`` may be written: its folder exists and is writable, and it does not
     exist unless ``overwrite``.

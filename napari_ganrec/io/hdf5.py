@@ -17,7 +17,6 @@ in the attribute ``napari_ganrec_metadata``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from ._common import (
     TomoFormatError,
     check_angles,
     check_finite_sample,
+    existing_file,
     resolve_angles,
     to_jsonable,
 )
@@ -41,11 +41,7 @@ def open_hdf5(path):
     """Open an HDF5 file read-only, with a clear error for empty, truncated or foreign files."""
     import h5py
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise TomoFormatError(path, "the file is empty (0 bytes)")
+    path = existing_file(path)
     try:
         return h5py.File(path, "r")
     except OSError as exc:

@@ -9,11 +9,9 @@ goes to ``metadata["voxel_size"]``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ._common import LazyStack, TomoFormatError, check_finite_sample, resolve_angles, to_jsonable
+from ._common import LazyStack, TomoFormatError, check_finite_sample, existing_file, resolve_angles, to_jsonable
 from ._tomodata import TomoData
 
 __all__ = ["read_mrc", "fei_tilt_angles", "write_mrc", "read_mrc_volume", "MRC_SUFFIXES"]
@@ -24,11 +22,7 @@ MRC_SUFFIXES = (".mrc", ".rec", ".st", ".ali", ".mrcs", ".preali")
 def _open(path):
     import mrcfile
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise TomoFormatError(path, "the file is empty (0 bytes)")
+    path = existing_file(path)
     try:
         return mrcfile.mmap(path, mode="r")
     except (ValueError, OSError, EOFError) as exc:

@@ -20,6 +20,7 @@ import numpy as np
 from ._common import (
     TomoFormatError,
     check_finite_sample,
+    existing_file,
     read_json_sidecar,
     resolve_angles,
     to_jsonable,
@@ -46,11 +47,7 @@ def _as_stack(arr, path):
 
 
 def _load_npy(path):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise TomoFormatError(path, "the file is empty (0 bytes)")
+    path = existing_file(path)
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -71,11 +68,7 @@ def read_npy(path, angles=None, flats=None, darks=None) -> TomoData:
 
 
 def _open_npz(path):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise TomoFormatError(path, "the file is empty (0 bytes)")
+    path = existing_file(path)
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:

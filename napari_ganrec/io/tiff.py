@@ -24,6 +24,7 @@ from ._common import (
     LazyStack,
     TomoFormatError,
     check_finite_sample,
+    existing_file,
     read_json_sidecar,
     resolve_angles,
     to_jsonable,
@@ -42,11 +43,7 @@ def _natural_key(p: Path):
 def _open_tiff(path):
     import tifffile
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise TomoFormatError(path, "the file is empty (0 bytes)")
+    path = existing_file(path)
     try:
         return tifffile.TiffFile(path)
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for broken files

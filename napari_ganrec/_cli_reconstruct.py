@@ -18,7 +18,8 @@ def register(subparsers) -> None:
         "and write the volume to OUT. Flats and darks in the file are applied.",
     )
     p.add_argument("input", help="input: DXchange/NXtomo HDF5, MRC/REC, TIFF (file or folder), .npy/.npz")
-    p.add_argument("-o", "--output", required=True, help="output: .tif, .h5, .npy or .zarr (one slice: also .npz or .mrc)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output: .tif, .h5, .npy or .zarr (one slice: also .npz or .mrc)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--angles", help="START:STOP[:N] in degrees (N defaults to the projection count)")
     g.add_argument("--angles-file", help="text file with one angle (degrees) per projection")

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default", help="GANrec preset: default, paper, fast")
-    p.add_argument("--tv-weight", type=float, default=0.03, help="TV weight (method tv)")
+    p.add_argument("--tv-weight", type=float, default=None,
+                   help="TV weight: of method tv (default 0.03), or of GANrec's prior (default: the preset's)")
     p.add_argument("--warm-iterations", type=int, default=100,
                    help="GANrec iterations of each later slice, warm-started from the previous one (default 100)")
     p.add_argument("--slab", type=int, default=8, help="slices per task (memory bound per worker; default 8)")
@@ -121,7 +122,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "device": args.device,
             "preset": args.preset if args.method == "ganrec" else None,
-            "tv_weight": args.tv_weight if args.method == "tv" else None,
+            "tv_weight": args.tv_weight,
             "slices": [rows.start, rows.stop],
             "input": str(args.input),
             "source": source_meta,
@@ -168,7 +169,7 @@ def _volume(args, angles, rows: slice, kind: str, center: float, iterations: int
 
     source = PathSource(args.input, open_kwargs={"angles": angles}, log=kind != "line_integrals")
     options = {"preset": args.preset} if args.method == "ganrec" else {}
-    if args.method == "tv":
+    if args.tv_weight is not None and args.method in ("tv", "ganrec"):
         options["tv_weight"] = args.tv_weight
     n = rows.stop - rows.start
     with tqdm(total=n, desc=f"{args.method} {n} slices", unit="slice") as bar:

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .api import DEFAULT_TV_WEIGHT
 from .ganrec import GANrecConfig, GANrecSolver, SolverState, make_config
 from .geometry import Geometry, circle_mask, validate_angles, validate_sinogram
 from .projector import Projector, resolve_device
@@ -608,7 +609,7 @@ def iter_volume(
     progress_every: int | None = 10,
     preview: bool = False,
     n_slices: int | None = None,
-    tv_weight: float = 0.03,
+    tv_weight: float | None = None,
     filter_name: str = "ramp",
     prefetch: bool = True,
     projector: Projector | None = None,
@@ -710,6 +711,8 @@ def iter_volume(
             raise ValueError("angles are required (the input does not carry them)")
     ang = validate_angles(angles, n_angles=source.n_angles)
     start, stop = _resolve_rows(rows, source.n_slices)
+    if method == "ganrec" and tv_weight is not None:
+        options["tv_weight"] = tv_weight  # the weight of the preset's prior, as in iter_reconstruct
     config = make_config(preset, **options) if method == "ganrec" else None
     if method != "ganrec" and options:
         raise ValueError(f"options {sorted(options)} only apply to method='ganrec'")
@@ -720,7 +723,8 @@ def iter_volume(
     return _volume_run(source, geo, dev, start, stop, method, iterations, warm_iterations,
                        first_iterations, tol,
                        window, min_iterations, batch, batch_mode, int(seed), config, warm_start,
-                       progress_every, preview, float(tv_weight), filter_name, prefetch, projector,
+                       progress_every, preview, DEFAULT_TV_WEIGHT if tv_weight is None else float(tv_weight),
+                       filter_name, prefetch, projector,
                        state_out)
 
 

@@ -56,3 +56,23 @@ def test_data_errors(wedge_data):
         ng.reconstruct(np.zeros((0, 48)), [])
     with pytest.warns(UserWarning, match="radians"):
         ng.reconstruct(sino, np.deg2rad(angles), method="fbp", device="cpu")
+
+
+def test_tv_weight_reaches_the_ganrec_prior(wedge_data):
+    """tv_weight is also a GANrec option (its prior's weight); it must not be swallowed by the
+    TV method's own argument."""
+    from napari_ganrec.volume import iter_volume
+
+    sino, angles, _ = wedge_data
+    step = next(ng.iter_reconstruct(sino, angles, iterations=2, device="cpu", tv_weight=0.5))
+    assert step.solver.config.tv_weight == 0.5
+    step = next(ng.iter_reconstruct(sino, angles, iterations=2, device="cpu"))
+    assert step.solver.config.tv_weight == ng.PRESETS["default"].tv_weight
+    weak = ng.reconstruct(sino, angles, iterations=60, device="cpu", tv_weight=0.001)
+    strong = ng.reconstruct(sino, angles, iterations=60, device="cpu", tv_weight=3.0)
+    assert np.abs(np.diff(strong, axis=0)).sum() < 0.8 * np.abs(np.diff(weak, axis=0)).sum()
+    states = []
+    for _ in iter_volume(np.stack([sino, sino]), angles, iterations=2, warm_iterations=1, device="cpu",
+                         tv_weight=0.7, state_out=states):
+        pass
+    assert states and states[-1].config.tv_weight == 0.7

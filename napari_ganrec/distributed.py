@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import validate_angles
 from .io._common import sidecar_path, to_jsonable, write_json
 from .io.hdf5 import VOLUME_ATTR
 from .volume import (
@@ -49,6 +48,7 @@ from .volume import (
     as_source,
     iter_volume,
     slab_ranges,
+    source_angles,
 )
 
 __all__ = ["SlabDone", "run_distributed", "assemble", "OUTPUT_SUFFIXES"]
@@ -461,11 +461,7 @@ def run_distributed(
         if bad in volume_kwargs:
             raise ValueError(f"{bad!r} cannot be passed to run_distributed")
     src = _prepare_source(source, work, n_slices, angles)
-    if angles is None:
-        angles = src.angles
-        if angles is None:
-            raise ValueError("angles are required (the input does not carry them)")
-    ang = validate_angles(angles, n_angles=src.n_angles)
+    ang = source_angles(src, angles)
     start, stop = _resolve_rows(rows, src.n_slices)
     # validate the remaining options here, before any worker starts
     check = iter_volume(src, ang, rows=(start, start + 1), method=method, iterations=iterations,

@@ -362,6 +362,21 @@ def as_source(sinograms, n_slices: int | None = None, angles=None) -> SinogramSo
     )
 
 
+def source_angles(source: SinogramSource, angles=None) -> np.ndarray:
+    """``angles`` (degrees) checked against the source's projection count, or the source's own.
+
+    Raises
+    ------
+    ValueError
+        No angles given and the source carries none, or a count that does not match.
+    """
+    if angles is None:
+        angles = source.angles
+        if angles is None:
+            raise ValueError("angles are required (the input does not carry them)")
+    return validate_angles(angles, n_angles=source.n_angles)
+
+
 def _resolve_rows(rows, n_slices: int) -> tuple[int, int]:
     if rows is None:
         return 0, n_slices
@@ -705,11 +720,7 @@ def iter_volume(
         raise ValueError(
             f"warm_start must be True, False or a SolverState, got {type(warm_start).__name__}")
     source = as_source(sinograms, n_slices=n_slices, angles=angles)
-    if angles is None:
-        angles = source.angles
-        if angles is None:
-            raise ValueError("angles are required (the input does not carry them)")
-    ang = validate_angles(angles, n_angles=source.n_angles)
+    ang = source_angles(source, angles)
     start, stop = _resolve_rows(rows, source.n_slices)
     if method == "ganrec" and tv_weight is not None:
         options["tv_weight"] = tv_weight  # the weight of the preset's prior, as in iter_reconstruct

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .acceleration import Acceleration, resolve_acceleration
 from .classical import FILTERS, fbp, sirt_iter, tv_iter
 from .ganrec import GANrecConfig, GANrecSolver, SolverState, make_config
 from .geometry import Geometry, circle_mask, validate_angles, validate_sinogram
@@ -93,6 +94,7 @@ def iter_reconstruct(
     filter_name: str = "ramp",
     with_residual: bool = False,
     projector: Projector | None = None,
+    acceleration: Acceleration | dict | None = None,
     **options,
 ) -> Iterator[Step]:
     """Reconstruct step by step, yielding a :class:`Step` after every iteration.
@@ -128,6 +130,10 @@ def iter_reconstruct(
         Also put the model-minus-data sinogram in preview steps (``step.residual``).
     projector : Projector, optional
         Reuse a projector built for this geometry and device.
+    acceleration : Acceleration or dict, optional
+        GANrec execution options: mixed precision, channels-last, ``torch.compile``, how often the
+        host reads the losses (:class:`~napari_ganrec.acceleration.Acceleration`; default
+        automatic: all on for CUDA, plain float32 on the CPU). ``Acceleration.off()`` for none.
     **options
         GANrec options overriding the preset (see :class:`~napari_ganrec.ganrec.GANrecConfig`).
 
@@ -152,13 +158,14 @@ def iter_reconstruct(
         raise ValueError(f"options {sorted(options)} only apply to method='ganrec'")
     geo = Geometry.create(ang, sino.shape[-1], center)
     dev = resolve_device(device)
+    resolve_acceleration(acceleration, dev)  # bad options fail here, not in the first step
     return _run(sino, geo, dev, method, int(iterations), int(seed), int(preview_every), config,
                 warm_start, DEFAULT_TV_WEIGHT if tv_weight is None else float(tv_weight), filter_name,
-                squeeze, with_residual, projector)
+                squeeze, with_residual, projector, acceleration)
 
 
 def _run(sino, geo, dev, method, iterations, seed, preview_every, config, warm_start, tv_weight,
-         filter_name, squeeze, with_residual, projector) -> Iterator[Step]:
+         filter_name, squeeze, with_residual, projector, acceleration) -> Iterator[Step]:
     start = time.perf_counter()
     if projector is None or projector.geometry != geo or projector.device != dev:
         projector = Projector(geo, device=dev)
@@ -192,7 +199,8 @@ def _run(sino, geo, dev, method, iterations, seed, preview_every, config, warm_s
         finally:
             it.close()
         return
-    solver = GANrecSolver(projector, b, config, seed=seed, warm_start=warm_start)
+    solver = GANrecSolver(projector, b, config, seed=seed, warm_start=warm_start,
+                          acceleration=acceleration)
     try:
         for k in range(1, iterations + 1):
             losses = solver.step()

@@ -475,9 +475,10 @@ def run_distributed(
         "rows": [start, stop], "slab_size": slab_size, "method": method,
         "iterations": iterations, "warm_iterations": warm_iterations,
         "restart_iterations": restart_iterations if chain else None, "seed_warm_start": chain,
-        "options": {k: volume_kwargs[k] for k in sorted(volume_kwargs)},
+        # how the device executes (device, acceleration) may change between a run and its resume
+        "options": {k: volume_kwargs[k] for k in sorted(volume_kwargs)
+                    if k not in ("device", "acceleration")},
     })
-    params["options"].pop("device", None)  # the device may change between a run and its resume
     store = out if is_zarr else work / _STORE
     work.mkdir(parents=True, exist_ok=True)
     params_file = work / "params.json"

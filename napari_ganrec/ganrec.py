@@ -8,7 +8,9 @@ al. 2020, eq. 1-3). What differs from the authors' code, on purpose:
   generator step differentiates with respect to the generator's parameters only);
 - the discriminator learns (its learning rate is not 100x below the generator's);
 - NaN never escapes: a non-finite loss restores the last good snapshot, halves the learning rates
-  and goes on (:class:`DivergenceError` after ``max_recoveries``);
+  and goes on (:class:`DivergenceError` after ``max_recoveries``); on a GPU the finite check is read
+  once every ``check_every`` iterations (:mod:`~napari_ganrec.acceleration`), so the device is not
+  made to wait for the host every iteration;
 - options live in one frozen :class:`GANrecConfig`; nothing mutates module state;
 - the result is quantitative (sinogram units per pixel): the normalised candidate is rescaled by the
   least-squares factor that makes its projection match the data.
@@ -37,7 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classical import _grad
+from .acceleration import Acceleration, CompiledOrEager, Losses, resolve_acceleration
+from .classical import _div, _grad
 from .networks import Discriminator, Generator
 from .projector import Projector
 
@@ -281,6 +284,22 @@ def _support_mask(projector: Projector, b_scaled: torch.Tensor, level: float = 0
     return (seen <= 1e-4).float()
 
 
+def _pd_dual(y1, y2, sigma1, ax, b, xbar, lam_w, scale):
+    """Dual updates of the prior stage, and its losses (pure: compiled on a GPU)."""
+    y1 = (y1 + sigma1 * (ax - b)) / (1.0 + sigma1)
+    y2 = y2 + 0.5 * _grad(xbar)
+    norm = torch.sqrt((y2 * y2).sum(dim=1, keepdim=True))
+    y2 = y2 / torch.clamp(norm / lam_w.clamp(min=1e-30), min=1.0)
+    resid = (ax - b) / scale
+    return y1, y2, 0.5 * (resid * resid).mean(), resid.abs().mean()
+
+
+def _pd_primal(x, tau, aty1, y2, mask):
+    """Primal update (projected on x >= 0 and the mask) and the extrapolated point."""
+    x_new = (x - tau * (aty1 - _div(y2))).clamp(min=0) * mask
+    return x_new, 2 * x_new - x
+
+
 def _to_cpu(state: dict) -> dict:
     return copy.deepcopy({k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in state.items()})
 
@@ -309,6 +328,9 @@ class GANrecSolver:
         Seeds network initialisation and dropout: a CPU run is reproducible.
     warm_start : SolverState, optional
         Start from these weights (e.g. the previous slice's) instead of a random initialisation.
+    acceleration : Acceleration or dict, optional
+        Mixed precision, channels-last, ``torch.compile`` and host-check interval
+        (:class:`~napari_ganrec.acceleration.Acceleration`; default: automatic per device).
     """
 
     def __init__(
@@ -318,10 +340,12 @@ class GANrecSolver:
         config: GANrecConfig | None = None,
         seed: int = 0,
         warm_start: SolverState | None = None,
+        acceleration: Acceleration | dict | None = None,
     ):
         self.config = config = config or PRESETS["default"]
         self.projector = projector
         self.device = projector.device
+        self.acc = resolve_acceleration(acceleration, self.device)
         if sinograms.ndim != 3 or tuple(sinograms.shape[1:]) != projector.geometry.sino_shape:
             raise ValueError(
                 f"sinograms must be (B, {projector.n_angles}, {projector.n_det}), got {tuple(sinograms.shape)}"
@@ -365,8 +389,18 @@ class GANrecSolver:
                 output_bias=0.1, dropout_generator=self._gen, zero_last=residual,
             ).to(self.device)
             self.D = Discriminator(config.disc_channels, spectral_norm=config.spectral_norm).to(self.device)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=config.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=config.betas)
+        if self.acc.channels_last:
+            self.G.use_channels_last()
+        self.opt_g = self._adam(self.G.parameters(), config.lr_g)
+        self.opt_d = self._adam(self.D.parameters(), config.lr_d)
+        self._run_g = CompiledOrEager(self.G, self.acc.compile, self.acc.compile_backend, "generator")
+        self._pd_dual = CompiledOrEager(_pd_dual, self.acc.compile, self.acc.compile_backend,
+                                        "prior-stage dual update")
+        self._pd_primal = CompiledOrEager(_pd_primal, self.acc.compile, self.acc.compile_backend,
+                                          "prior-stage primal update")
+        self._bad: torch.Tensor | None = None  # non-finite losses since the last host check
+        self._checked_at = 0
+        self._snapshot_at = 0
         self.iteration = 0
         self.lr_scale = 1.0
         self.recoveries = 0
@@ -382,6 +416,14 @@ class GANrecSolver:
         self._pd: dict | None = None
         if config.prior_iterations > 0:
             self._pd_setup()
+
+    def _adam(self, params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+        if self.acc.fused_adam:
+            try:
+                return torch.optim.Adam(params, lr=lr, betas=self.config.betas, eps=eps, fused=True)
+            except (RuntimeError, TypeError):  # fused kernels not available for these parameters
+                pass
+        return torch.optim.Adam(params, lr=lr, betas=self.config.betas, eps=eps)
 
     # ------------------------------------------------------------------ sparsity prior stage
     def _pd_setup(self) -> None:
@@ -419,19 +461,13 @@ class GANrecSolver:
             self._warm_prior = None
 
     @torch.no_grad()
-    def _pd_step(self) -> dict[str, float]:
-        from .classical import _div
-
+    def _pd_step(self) -> Losses:
         cfg, st = self.config, self._pd
         ax = self.projector.forward(st["xbar"])
-        st["y1"] = (st["y1"] + st["sigma1"] * (ax - st["b"])) / (1.0 + st["sigma1"])
-        y2 = st["y2"] + 0.5 * _grad(st["xbar"])
-        lam = st["lam"] * st["w"]
-        norm = torch.sqrt((y2 * y2).sum(dim=1, keepdim=True))
-        st["y2"] = y2 / torch.clamp(norm / lam.clamp(min=1e-30), min=1.0)
-        x_new = (st["x"] - st["tau"] * (self.projector.adjoint(st["y1"]) - _div(st["y2"])))
-        x_new = x_new.clamp_(min=0) * self.mask
-        st["xbar"] = 2 * x_new - st["x"]
+        st["y1"], st["y2"], l2, l1 = self._pd_dual(st["y1"], st["y2"], st["sigma1"], ax, st["b"],
+                                                  st["xbar"], st["lam"] * st["w"], self.scale)
+        x_new, st["xbar"] = self._pd_primal(st["x"], st["tau"], self.projector.adjoint(st["y1"]),
+                                            st["y2"], self.mask)
         st["x"] = x_new
         self.iteration += 1
         k = self.iteration
@@ -440,12 +476,12 @@ class GANrecSolver:
             eps = cfg.tv_eps * self.x_scale.view(-1, 1, 1, 1)
             st["w"] = eps / (g + eps)
         self._accumulate(x_new / self.x_scale)
-        resid = (ax - st["b"]) / self.scale
         if k == cfg.prior_iterations:  # hand over to the generator: it fits a residual
             self.init_image = (x_new / self.x_scale).contiguous()
             self._pd = None
-        return {"g_loss": float(0.5 * (resid**2).mean()), "d_loss": 0.0,
-                "l1": float(resid.abs().mean()), "adv": 0.0, "recovered": 0.0}
+            self._snapshot = self._take_snapshot()
+            self._checked_at = self._snapshot_at = k
+        return Losses({"g_loss": l2, "d_loss": 0.0, "l1": l1, "adv": 0.0, "recovered": 0.0})
 
     def _accumulate(self, c: torch.Tensor) -> None:
         self._last_candidate = c
@@ -487,6 +523,7 @@ class GANrecSolver:
     # ------------------------------------------------------------------ state
     def _take_snapshot(self) -> dict:
         return {
+            "iteration": getattr(self, "iteration", 0),
             "G": copy.deepcopy(self.G.state_dict()),
             "D": copy.deepcopy(self.D.state_dict()),
             "opt_g": copy.deepcopy(self.opt_g.state_dict()),
@@ -494,6 +531,7 @@ class GANrecSolver:
         }
 
     def _restore_snapshot(self) -> None:
+        self.iteration = self._snapshot.get("iteration", self.iteration)
         self.G.load_state_dict(self._snapshot["G"])
         self.D.load_state_dict(self._snapshot["D"])
         self.opt_g.load_state_dict(self._snapshot["opt_g"])
@@ -510,6 +548,7 @@ class GANrecSolver:
 
     def state(self) -> SolverState:
         """A CPU copy of the weights and optimiser states, to warm-start another run."""
+        self.check()
         return SolverState(
             config=self.config,
             sino_shape=self.projector.geometry.sino_shape,
@@ -566,7 +605,10 @@ class GANrecSolver:
     # ------------------------------------------------------------------ one iteration
     def _candidate(self) -> torch.Tensor:
         """The generator's image ``(B, n, n)`` (normalised or scaled data units), masked."""
-        out = self.G(self.net_input)[:, 0]
+        amp = self.acc.amp_dtype
+        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = self._run_g(self.net_input)
+        out = out[:, 0].float()
         if self.init_image is not None:
             out = torch.relu(out + self.init_image)
         out = out * self.mask
@@ -580,11 +622,13 @@ class GANrecSolver:
             return _normalize2(s)
         return s * (self.x_scale / self.scale)
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> Losses:
         """One GANrec iteration (discriminator update(s), then generator update).
 
-        Returns the losses as floats: ``g_loss``, ``d_loss``, ``l1``, ``adv``. On a non-finite loss
-        the last good snapshot is restored, the learning rates are halved and ``recovered`` is 1.
+        Returns the losses, a mapping of floats read from the device on first access:
+        ``g_loss``, ``d_loss``, ``l1``, ``adv``, ``recovered``. Every ``check_every`` iterations the
+        host checks that all losses since the last check were finite; if not, the last good
+        snapshot is restored, the learning rates are halved and ``recovered`` is 1.
         """
         cfg = self.config
         if self._pd is not None:
@@ -603,9 +647,8 @@ class GANrecSolver:
                     logits_fake, torch.zeros_like(logits_fake)
                 )
                 self.opt_d.zero_grad(set_to_none=True)
-                if torch.isfinite(d_loss):
-                    d_loss.backward()
-                    self.opt_d.step()
+                d_loss.backward()  # a non-finite loss is caught by the next check
+                self.opt_d.step()
         resid = model - self.b_norm
         l1 = resid.abs().mean()
         raw = not cfg.normalize_candidate
@@ -627,8 +670,10 @@ class GANrecSolver:
                 g_loss = g_loss + cfg.tv_weight * per_slice.mean()
             else:
                 g_loss = g_loss + cfg.tv_weight * mag.mean()
-        if not (torch.isfinite(g_loss) and torch.isfinite(d_loss)):
-            return self._recover()
+        bad = ~(torch.isfinite(g_loss) & torch.isfinite(d_loss))
+        self._bad = bad if self._bad is None else self._bad | bad
+        if self.acc.check_every == 1 and self.check():  # the CPU path: nothing is updated
+            return self._recovered_losses()
         params = [p for p in self.G.parameters() if p.requires_grad]
         grads = torch.autograd.grad(g_loss, params)
         for p, gr in zip(params, grads):
@@ -639,32 +684,58 @@ class GANrecSolver:
         if cfg.lr_decay > 0:
             self._set_lr()
         self._accumulate(candidate.detach())
-        if self.iteration % cfg.snapshot_every == 0:
-            self._snapshot = self._take_snapshot()
-        return {
-            "g_loss": float(g_loss.detach()),
-            "d_loss": float(d_loss.detach()),
-            "l1": float(l1.detach()),
-            "adv": float(adv.detach()),
-            "recovered": 0.0,
-        }
+        if self.iteration - self._checked_at >= self.acc.check_every and self.check():
+            return self._recovered_losses()
+        return Losses({"g_loss": g_loss, "d_loss": d_loss, "l1": l1, "adv": adv, "recovered": 0.0})
 
-    def _recover(self) -> dict[str, float]:
+    def check(self) -> bool:
+        """Read the finite check of the iterations since the last check (one host-device sync).
+
+        Returns True when a non-finite loss was found: the last good snapshot was restored and the
+        learning rates halved. A clean check takes a new snapshot every ``snapshot_every``
+        iterations.
+
+        Raises
+        ------
+        DivergenceError
+            After more than ``max_recoveries`` recoveries.
+        """
+        bad, self._bad = self._bad, None
+        if bad is not None and bool(bad):
+            self._recover()
+            return True
+        self._checked_at = self.iteration
+        if self._pd is None and self.iteration - self._snapshot_at >= self.config.snapshot_every:
+            self._snapshot = self._take_snapshot()
+            self._snapshot_at = self.iteration
+        return False
+
+    def _recover(self) -> None:
         self.recoveries += 1
         if self.recoveries > self.config.max_recoveries:
             raise DivergenceError(
                 f"GANrec diverged {self.recoveries} times (non-finite loss); lower lr_g/lr_d"
             )
         self._restore_snapshot()
+        self._checked_at = self._snapshot_at = self.iteration
         self.lr_scale *= 0.5
         self._set_lr()
+        # iterates of the failed stretch may be non-finite: the running average starts again
+        self._avg = self._var = None
+        self._avg_count = 0
+        self._last_candidate = None
+
+    @staticmethod
+    def _recovered_losses() -> Losses:
         nan = math.nan
-        return {"g_loss": nan, "d_loss": nan, "l1": nan, "adv": nan, "recovered": 1.0}
+        return Losses({"g_loss": nan, "d_loss": nan, "l1": nan, "adv": nan, "recovered": 1.0})
 
     # ------------------------------------------------------------------ results
     @torch.no_grad()
     def candidate(self) -> torch.Tensor:
         """The current candidate (normalised units), evaluated without dropout."""
+        if self._bad is not None:
+            self.check()
         self.G.eval()
         try:
             if self.config.average_last and self._avg is not None:

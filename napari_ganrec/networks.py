@@ -107,11 +107,21 @@ class Generator(nn.Module):
             nn.init.zeros_(self.last.bias)
         elif output == "relu":
             nn.init.constant_(self.last.bias, output_bias)
+        self.memory_format = torch.contiguous_format
+
+    def use_channels_last(self, on: bool = True) -> Generator:
+        """Run the convolutions in channels-last (NHWC) memory format (faster on GPUs)."""
+        self.memory_format = torch.channels_last if on else torch.contiguous_format
+        for module in (self.conv, self.last):
+            module.to(memory_format=self.memory_format)
+        return self
 
     def forward(self, sino: torch.Tensor) -> torch.Tensor:
         bsz = sino.shape[0]
         x = self.fc(sino.reshape(bsz, -1))
         x = torch.nn.functional.softplus(self.fc_norm(x)).view(bsz, 1, self.n, self.n)
+        if self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.last(self.conv(x))
         if self.output == "relu":
             x = torch.relu(x)

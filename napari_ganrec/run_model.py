@@ -258,7 +258,7 @@ def run_reconstruction(
     except RuntimeError as exc:
         raise EngineError(f"{type(exc).__name__}: {exc}") from exc
     total = params.total
-    pending_losses: list[tuple[int, dict[str, float]]] = []
+    pending_losses: list[tuple[int, Mapping[str, float]]] = []
     pending_image = pending_residual = pending_uncertainty = None
     pending_image_it = 0
     pending_at = 0.0
@@ -270,7 +270,7 @@ def run_reconstruction(
             iteration = int(step.iteration)
             total = int(getattr(step, "iterations", total) or total)
             losses = getattr(step, "losses", None) or {}
-            pending_losses.append((iteration, {k: float(v) for k, v in losses.items()}))
+            pending_losses.append((iteration, losses))  # read from the device when sent
             img = getattr(step, "image", None)
             if img is not None:
                 pending_image = img
@@ -286,7 +286,7 @@ def run_reconstruction(
                 update = RunUpdate(
                     iteration=iteration,
                     total=total,
-                    losses=tuple(pending_losses),
+                    losses=tuple((i, {k: float(v) for k, v in ls.items()}) for i, ls in pending_losses),
                     image=pending_image if image_due else None,
                     residual=pending_residual if image_due else None,
                     uncertainty=pending_uncertainty if image_due else None,

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .acceleration import Acceleration, CompiledOrEager, resolve_acceleration
 from .api import DEFAULT_TV_WEIGHT
 from .ganrec import GANrecConfig, GANrecSolver, SolverState, make_config
 from .geometry import Geometry, circle_mask, validate_angles, validate_sinogram
@@ -485,16 +486,19 @@ class StackedGANrecSolver(GANrecSolver):
     slabs of different sizes.
     """
 
-    def __init__(self, projector, sinograms, config=None, seed=0, warm_start=None):
-        super().__init__(projector, sinograms, config, seed=seed, warm_start=None)
+    def __init__(self, projector, sinograms, config=None, seed=0, warm_start=None, acceleration=None):
+        super().__init__(projector, sinograms, config, seed=seed, warm_start=None,
+                         acceleration=acceleration)
         cfg = self.config
+        self.G.use_channels_last(False)  # vmap over stacked (5-D) weights: plain layout
         self.G = _Stacked(self.G, self.batch).to(self.device)
         self.D = _Stacked(self.D, self.batch).to(self.device)
+        self._run_g = CompiledOrEager(self.G, False, name="stacked generator")  # vmap: eager
         # The losses are means over the stack, so each network's gradient is its own divided by the
         # batch size B; Adam cancels the factor, exactly so with its eps divided by B too.
         eps = 1e-8 / self.batch
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas, eps=eps)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas, eps=eps)
+        self.opt_g = self._adam(self.G.parameters(), cfg.lr_g, eps)
+        self.opt_d = self._adam(self.D.parameters(), cfg.lr_d, eps)
         if warm_start is not None:
             self.load_state(warm_start)
         self._set_lr()
@@ -563,32 +567,45 @@ def _device_state(solver: GANrecSolver) -> SolverState:
     )
 
 
-def _make_solver(mode, projector, sino, config, seed, warm):
+def _make_solver(mode, projector, sino, config, seed, warm, acceleration=None):
     cls = StackedGANrecSolver if mode == "independent" and sino.shape[0] > 1 else GANrecSolver
-    return cls(projector, sino, config, seed=seed, warm_start=warm)
+    return cls(projector, sino, config, seed=seed, warm_start=warm, acceleration=acceleration)
 
 
 # ---------------------------------------------------------------------------------------------
 # early stopping
 class _Convergence:
     """Stop when the mean data loss of the last ``window`` iterations fell by less than ``tol``
-    (relative) against the ``window`` before."""
+    (relative) against the ``window`` before.
+
+    The losses are kept as the solver returns them (on the device) and read only when a decision
+    is due: at ``min_iterations`` and every ``window`` iterations after, so a GPU is not made to
+    wait for the host every iteration.
+    """
 
     def __init__(self, tol: float | None, window: int, min_iterations: int):
         self.tol = tol
         self.window = window
         self.min_iterations = max(min_iterations, 2 * window)
+        self.count = 0
+        self.pending: list = []
         self.values: list[float] = []
 
-    def update(self, value: float) -> bool:
+    def update(self, losses) -> bool:
         if self.tol is None:
             return False
-        if math.isfinite(value):
-            self.values.append(value)
-        n = len(self.values)
-        if n < self.min_iterations:
+        self.count += 1
+        self.pending.append(losses)
+        if self.count < self.min_iterations or (self.count - self.min_iterations) % self.window:
             return False
+        for item in self.pending:
+            value = float(item["l1"]) if not isinstance(item, (int, float)) else float(item)
+            if math.isfinite(value):
+                self.values.append(value)
+        self.pending = []
         w = self.window
+        if len(self.values) < 2 * w:
+            return False
         prev = float(np.mean(self.values[-2 * w:-w]))
         cur = float(np.mean(self.values[-w:]))
         return (prev - cur) <= self.tol * abs(prev)
@@ -629,6 +646,7 @@ def iter_volume(
     prefetch: bool = True,
     projector: Projector | None = None,
     state_out: list | None = None,
+    acceleration: Acceleration | dict | None = None,
     **options,
 ) -> Iterator[VolumeProgress]:
     """Reconstruct a range of slices, slab by slab, yielding :class:`VolumeProgress` records.
@@ -654,7 +672,8 @@ def iter_volume(
         ``warm_iterations``): a state from a farther slice may need more than a neighbour's.
     tol : float, optional
         Early stop: a slab ends once the mean L1 data loss of the last ``window`` iterations fell by
-        less than ``tol`` (relative) against the ``window`` before. ``None``: off.
+        less than ``tol`` (relative) against the ``window`` before (checked after
+        ``min_iterations`` and every ``window`` iterations after). ``None``: off.
     window, min_iterations : int
         Early stopping window, and iterations always done (at least ``2 * window``).
     batch : int
@@ -688,6 +707,9 @@ def iter_volume(
         Reuse a projector built for this geometry and device.
     state_out : list, optional
         When given, the final GANrec state (CPU :class:`SolverState`) is appended to it.
+    acceleration : Acceleration or dict, optional
+        GANrec execution options (:class:`~napari_ganrec.acceleration.Acceleration`; default
+        automatic: bfloat16, channels-last and ``torch.compile`` on CUDA, float32 on the CPU).
 
     Yields
     ------
@@ -731,18 +753,19 @@ def iter_volume(
         raise ValueError("batch_mode='independent' does not support spectral_norm=True")
     geo = Geometry.create(ang, source.n_det, center)
     dev = resolve_device(device)
+    resolve_acceleration(acceleration, dev)  # bad options fail here
     return _volume_run(source, geo, dev, start, stop, method, iterations, warm_iterations,
                        first_iterations, tol,
                        window, min_iterations, batch, batch_mode, int(seed), config, warm_start,
                        progress_every, preview, DEFAULT_TV_WEIGHT if tv_weight is None else float(tv_weight),
                        filter_name, prefetch, projector,
-                       state_out)
+                       state_out, acceleration)
 
 
 def _volume_run(source, geo, dev, start, stop, method, iterations, warm_iterations,
                 first_iterations, tol, window,
                 min_iterations, batch, batch_mode, seed, config, warm_start, progress_every,
-                preview, tv_weight, filter_name, prefetch, projector, state_out):
+                preview, tv_weight, filter_name, prefetch, projector, state_out, acceleration):
     t0 = time.perf_counter()
     if projector is None or projector.geometry != geo or projector.device != dev:
         projector = Projector(geo, device=dev)
@@ -808,7 +831,7 @@ def _volume_run(source, geo, dev, start, stop, method, iterations, warm_iteratio
                 continue
             warm = state is not None
             n_it = (first_iterations if k == 0 else warm_iterations) if warm else iterations
-            solver = _make_solver(batch_mode, projector, sino, config, seed, state)
+            solver = _make_solver(batch_mode, projector, sino, config, seed, state, acceleration)
             stopper = _Convergence(tol, window, min_iterations)
             losses: dict[str, float] = {}
             converged = False
@@ -816,7 +839,7 @@ def _volume_run(source, geo, dev, start, stop, method, iterations, warm_iteratio
                 it = 0
                 for it in range(1, n_it + 1):
                     losses = solver.step()
-                    converged = stopper.update(losses["l1"]) and it < n_it
+                    converged = stopper.update(losses) and it < n_it
                     if converged:
                         break
                     if progress_every and it % progress_every == 0 and it < n_it:
@@ -833,6 +856,7 @@ def _volume_run(source, geo, dev, start, stop, method, iterations, warm_iteratio
                         / torch.linalg.vector_norm(sino).clamp(min=1e-20))
                 images = to_numpy(x)
                 if chain:
+                    solver.check()  # no non-finite iterate passes to the next slab
                     state = _device_state(solver)
                 if state_out is not None and k == len(slabs) - 1:
                     state_out.append(solver.state())

@@ -1,0 +1,266 @@
+"""How GANrec iterations execute on a device: mixed precision, memory format, compilation, syncs.
+
+None of these options changes what is computed beyond rounding; they are kept apart from
+:class:`~napari_ganrec.ganrec.GANrecConfig` (the method) so a warm start, a saved state or a
+benchmark row means the same thing with or without them. ``"auto"`` turns on what helps on the
+device and keeps the CPU path exactly as it was:
+
+=====================  =========================================  ===========================
+option                 CUDA (``"auto"``)                           CPU / MPS (``"auto"``)
+=====================  =========================================  ===========================
+``amp``                bfloat16 autocast of the generator          off (float32)
+                       (where the GPU supports bfloat16)
+``channels_last``      on (NHWC convolutions)                      off
+``compile``            ``torch.compile`` of the generator and of   off
+                       the prior stage's element-wise updates,
+                       when Triton is importable
+``check_every``        25: losses and the finite check are read    1: every iteration
+                       on the host once per 25 iterations
+``fused_adam``         on                                          off
+=====================  =========================================  ===========================
+
+The projector (sparse matrix products) always runs in float32. A compilation that fails (no
+compiler, an unsupported operation) falls back to eager execution with one warning, and the run
+goes on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+__all__ = ["Acceleration", "ResolvedAcceleration", "Losses", "CompiledOrEager", "resolve_acceleration"]
+
+_AMP = ("auto", "off", "bf16")
+_SWITCH = ("auto", "off", "on")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Execution options of a GANrec run (see the module docstring for what ``"auto"`` picks).
+
+    Attributes
+    ----------
+    amp : {"auto", "off", "bf16"}
+        Mixed precision of the generator's forward and backward pass (bfloat16 autocast; its
+        output, the projector and every loss stay float32).
+    channels_last : {"auto", "off", "on"}
+        Channels-last memory format for the generator's convolutions.
+    compile : {"auto", "off", "on"}
+        ``torch.compile`` the generator and the prior stage's element-wise updates.
+    compile_backend : str
+        Backend of ``torch.compile`` (``"inductor"``; ``"aot_eager"`` checks the tracing only).
+    check_every : int or None
+        Iterations between host reads of the losses' finite check (NaN recovery restores the last
+        snapshot taken at a clean check). ``None``: 1 on the CPU, 25 on CUDA.
+    fused_adam : {"auto", "off", "on"}
+        Fused Adam kernels (CUDA only).
+    """
+
+    amp: str = "auto"
+    channels_last: str = "auto"
+    compile: str = "auto"
+    compile_backend: str = "inductor"
+    check_every: int | None = None
+    fused_adam: str = "auto"
+
+    def __post_init__(self):
+        if self.amp not in _AMP:
+            raise ValueError(f"Acceleration.amp must be one of {_AMP}, got {self.amp!r}")
+        for name in ("channels_last", "compile", "fused_adam"):
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                object.__setattr__(self, name, "on" if value else "off")
+            elif value not in _SWITCH:
+                raise ValueError(f"Acceleration.{name} must be one of {_SWITCH}, got {value!r}")
+        if self.check_every is not None and (
+            isinstance(self.check_every, bool) or not isinstance(self.check_every, int)
+            or self.check_every < 1
+        ):
+            raise ValueError(f"Acceleration.check_every must be None or an integer >= 1, "
+                             f"got {self.check_every!r}")
+        if not isinstance(self.compile_backend, str) or not self.compile_backend:
+            raise ValueError(f"Acceleration.compile_backend must be a name, got {self.compile_backend!r}")
+
+    @classmethod
+    def off(cls) -> Acceleration:
+        """Plain float32 eager execution with a host check every iteration (the CPU path)."""
+        return cls(amp="off", channels_last="off", compile="off", check_every=1, fused_adam="off")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ResolvedAcceleration:
+    """What :func:`resolve_acceleration` chose for one device."""
+
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    compile: bool
+    compile_backend: str
+    check_every: int
+    fused_adam: bool
+
+    def describe(self) -> str:
+        amp = "bf16" if self.amp_dtype is torch.bfloat16 else "fp32"
+        parts = [amp, "channels-last" if self.channels_last else "NCHW",
+                 f"compile({self.compile_backend})" if self.compile else "eager",
+                 f"check every {self.check_every}"]
+        if self.fused_adam:
+            parts.append("fused Adam")
+        return ", ".join(parts)
+
+
+def _has_triton() -> bool:
+    try:
+        from torch.utils._triton import has_triton
+
+        return bool(has_triton())
+    except Exception:  # noqa: BLE001 - any failure means: no usable Triton
+        return False
+
+
+def _bf16_ok(device: torch.device) -> bool:
+    if device.type == "cuda":
+        try:
+            return bool(torch.cuda.is_bf16_supported())
+        except Exception:  # noqa: BLE001
+            return False
+    return device.type == "cpu"
+
+
+def resolve_acceleration(acc: Acceleration | dict | None, device: torch.device) -> ResolvedAcceleration:
+    """Turn ``"auto"`` choices into concrete ones for ``device``.
+
+    Raises
+    ------
+    ValueError
+        ``amp="bf16"`` on a device without bfloat16 support, or an option out of range.
+    """
+    if acc is None:
+        acc = Acceleration()
+    elif isinstance(acc, dict):
+        acc = Acceleration(**acc)
+    elif not isinstance(acc, Acceleration):
+        raise ValueError(f"acceleration must be an Acceleration, a dict or None, got {type(acc).__name__}")
+    cuda = device.type == "cuda"
+    if acc.amp == "bf16" and not _bf16_ok(device):
+        raise ValueError(f"amp='bf16' is not supported on {device}")
+    amp = torch.bfloat16 if (acc.amp == "bf16" or (acc.amp == "auto" and cuda and _bf16_ok(device))) else None
+    channels_last = acc.channels_last == "on" or (acc.channels_last == "auto" and cuda)
+    compile_on = acc.compile == "on" or (acc.compile == "auto" and cuda and _has_triton())
+    check = acc.check_every if acc.check_every is not None else (25 if cuda else 1)
+    fused = cuda and acc.fused_adam != "off"
+    return ResolvedAcceleration(amp, channels_last, compile_on, acc.compile_backend, check, fused)
+
+
+def make_acceleration(acc: Acceleration | dict | None = None, **overrides) -> Acceleration:
+    """An :class:`Acceleration` with some fields replaced (``None``: the automatic one)."""
+    base = Acceleration() if acc is None else (Acceleration(**acc) if isinstance(acc, dict) else acc)
+    return replace(base, **overrides) if overrides else base
+
+
+class CompiledOrEager:
+    """Call ``torch.compile(fn)`` when enabled; on the first failure warn once and stay eager.
+
+    Parameters
+    ----------
+    fn : callable
+        The function or module to run.
+    enabled : bool
+        Compile at all.
+    backend : str
+        ``torch.compile`` backend.
+    name : str
+        What the warning calls it.
+    """
+
+    def __init__(self, fn: Callable, enabled: bool, backend: str = "inductor", name: str = "function"):
+        self.fn = fn
+        self.name = name
+        self.error: str | None = None
+        self._compiled: Callable | None = None
+        if enabled:
+            try:
+                self._compiled = torch.compile(fn, backend=backend, dynamic=False)
+            except Exception as exc:  # noqa: BLE001 - e.g. an unknown backend name
+                self._fall_back(exc)
+
+    @property
+    def compiled(self) -> bool:
+        """True while the compiled version is in use."""
+        return self._compiled is not None
+
+    def _fall_back(self, exc: BaseException) -> None:
+        self._compiled = None
+        self.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        warnings.warn(f"torch.compile of the {self.name} failed ({self.error}); running it eagerly",
+                      RuntimeWarning, stacklevel=3)
+
+    def __call__(self, *args, **kwargs):
+        if self._compiled is not None:
+            try:
+                return self._compiled(*args, **kwargs)
+            except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - compiler and tracing errors of any kind
+                self._fall_back(exc)
+        return self.fn(*args, **kwargs)
+
+
+class Losses(MutableMapping):
+    """The losses of one iteration, read from the device only when a value is first looked up.
+
+    Behaves as a ``dict`` of floats. Keeping the values on the device lets the GPU run ahead of the
+    host: a loop that looks at the losses only every few iterations does not wait for each one.
+    """
+
+    __slots__ = ("_names", "_tensor", "_values")
+
+    def __init__(self, values: dict[str, torch.Tensor | float]):
+        tensors = {k: v for k, v in values.items() if torch.is_tensor(v)}
+        self._values: dict[str, float] | None = None
+        if tensors:
+            self._names = tuple(values)
+            self._tensor = torch.stack([
+                (v.detach().reshape(()).float() if torch.is_tensor(v)
+                 else torch.tensor(float(v), device=next(iter(tensors.values())).device))
+                for v in values.values()
+            ])
+        else:
+            self._names = ()
+            self._tensor = None
+            self._values = {k: float(v) for k, v in values.items()}
+
+    def _materialise(self) -> dict[str, float]:
+        if self._values is None:
+            self._values = dict(zip(self._names, self._tensor.tolist()))
+            self._tensor = None
+        return self._values
+
+    def __getitem__(self, key: str) -> float:
+        return self._materialise()[key]
+
+    def __setitem__(self, key: str, value: float) -> None:
+        self._materialise()[key] = float(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self._materialise()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._materialise() if self._values is not None else self._names)
+
+    def __len__(self) -> int:
+        return len(self._values) if self._values is not None else len(self._names)
+
+    @property
+    def pending(self) -> bool:
+        """True until a value has been read (no host-device copy has happened yet)."""
+        return self._values is None
+
+    def __repr__(self) -> str:
+        return f"Losses({self._materialise()!r})"

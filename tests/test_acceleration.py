@@ -1,0 +1,179 @@
+"""Execution options of GANrec (mixed precision, channels-last, torch.compile, deferred checks).
+
+The CUDA defaults cannot run here; each option is forced on the CPU, where it must give the same
+result as plain float32 (or, for bfloat16, the same quality), and a failing compilation must fall
+back to eager execution.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from metrics import ssim
+
+import napari_ganrec as ng
+from napari_ganrec.acceleration import (
+    Acceleration,
+    CompiledOrEager,
+    Losses,
+    resolve_acceleration,
+)
+from napari_ganrec.ganrec import GANrecSolver, make_config
+from napari_ganrec.geometry import Geometry
+from napari_ganrec.projector import Projector
+from napari_ganrec.volume import iter_volume
+
+OFF = Acceleration.off()
+# default preset with a short prior stage, so both stages run within a few dozen iterations
+SHORT = dict(prior_iterations=20)
+
+
+def _run(sino, angles, acceleration, preset="default", iterations=40, **overrides):
+    proj = Projector(Geometry.create(angles, sino.shape[-1]), device="cpu")
+    solver = GANrecSolver(proj, torch.from_numpy(sino)[None], make_config(preset, **overrides),
+                          seed=0, acceleration=acceleration)
+    losses = [solver.step() for _ in range(iterations)]
+    return solver, losses
+
+
+def test_auto_keeps_the_cpu_path_plain():
+    r = resolve_acceleration(None, torch.device("cpu"))
+    assert r.amp_dtype is None and not r.channels_last and not r.compile and r.check_every == 1
+    assert not r.fused_adam
+
+
+def test_bad_options_are_clear_errors(wedge_data):
+    sino, angles, _ = wedge_data
+    with pytest.raises(ValueError, match="amp"):
+        Acceleration(amp="fp8")
+    with pytest.raises(ValueError, match="check_every"):
+        Acceleration(check_every=0)
+    with pytest.raises(ValueError, match="compile"):
+        Acceleration(compile="sometimes")
+    with pytest.raises(ValueError, match="acceleration"):
+        resolve_acceleration("fast", torch.device("cpu"))
+    # the API validates before the first step
+    with pytest.raises(TypeError):
+        ng.iter_reconstruct(sino, angles, acceleration={"nonsense": 1}, device="cpu")
+
+
+def test_channels_last_gives_the_same_image(wedge_data):
+    sino, angles, _ = wedge_data
+    plain, _ = _run(sino, angles, OFF, **SHORT)
+    nhwc, _ = _run(sino, angles, Acceleration(channels_last="on", amp="off", compile="off"), **SHORT)
+    assert nhwc.G.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = plain.image().numpy(), nhwc.image().numpy()
+    assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
+
+
+def test_bf16_autocast_keeps_the_quality(wedge_data):
+    sino, angles, gt = wedge_data
+    plain, _ = _run(sino, angles, OFF, iterations=60, **SHORT)
+    mixed, losses = _run(sino, angles, Acceleration(amp="bf16", compile="off"), iterations=60, **SHORT)
+    a, b = plain.image().numpy()[0], mixed.image().numpy()[0]
+    assert b.dtype == np.float32 and np.isfinite(b).all()
+    assert not np.array_equal(a, b)  # the generator really ran in bfloat16
+    assert abs(ssim(gt, a) - ssim(gt, b)) < 0.01
+    assert all(math.isfinite(x["l1"]) for x in losses)
+
+
+def test_compiled_run_matches_eager(wedge_data):
+    sino, angles, _ = wedge_data
+    plain, _ = _run(sino, angles, OFF, **SHORT)
+    comp, _ = _run(sino, angles, Acceleration(compile="on", compile_backend="aot_eager"), **SHORT)
+    assert comp._run_g.compiled and comp._pd_dual.compiled and comp._pd_primal.compiled
+    a, b = plain.image().numpy(), comp.image().numpy()
+    assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
+
+
+def test_failing_compilation_falls_back_to_eager(wedge_data):
+    sino, angles, _ = wedge_data
+    plain, _ = _run(sino, angles, OFF, **SHORT)
+    with pytest.warns(RuntimeWarning, match="running it eagerly"):
+        broken, _ = _run(sino, angles, Acceleration(compile="on", compile_backend="no-such-backend"),
+                         **SHORT)
+    assert not broken._run_g.compiled and broken._run_g.error
+    np.testing.assert_allclose(broken.image().numpy(), plain.image().numpy(), rtol=0, atol=1e-6)
+
+
+def test_backend_error_at_first_call_falls_back(monkeypatch):
+    calls = []
+
+    def fn(x):
+        calls.append(1)
+        return x * 2
+
+    def exploding_compile(f, **kwargs):
+        def run(*args):
+            raise RuntimeError("C++ compiler not found")
+        return run
+
+    monkeypatch.setattr(torch, "compile", exploding_compile)
+    wrapped = CompiledOrEager(fn, True, name="test function")
+    assert wrapped.compiled
+    with pytest.warns(RuntimeWarning, match="C\\+\\+ compiler not found"):
+        out = wrapped(torch.ones(3))
+    assert torch.equal(out, torch.full((3,), 2.0)) and not wrapped.compiled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        wrapped(torch.ones(3))
+    assert len(calls) == 2
+
+
+def test_losses_stay_on_the_device_between_checks(wedge_data):
+    sino, angles, _ = wedge_data
+    solver, losses = _run(sino, angles, Acceleration(check_every=10, amp="off", compile="off"),
+                          preset="paper", iterations=9)
+    assert all(isinstance(x, Losses) and x.pending for x in losses)
+    assert solver._bad is not None  # the finite check of 9 iterations waits for the host
+    tenth = solver.step()
+    assert solver._bad is None and tenth["recovered"] == 0.0
+    assert set(tenth) == {"g_loss", "d_loss", "l1", "adv", "recovered"}
+    assert dict(losses[0])["l1"] == pytest.approx(losses[0]["l1"])
+
+
+def test_deferred_check_recovers_from_nan(wedge_data):
+    sino, angles, _ = wedge_data
+    solver, _ = _run(sino, angles, Acceleration(check_every=5, amp="off", compile="off"),
+                     preset="paper", iterations=10, snapshot_every=5)
+    good = {k: v.clone() for k, v in solver.G.state_dict().items()}
+    with torch.no_grad():
+        solver.G.fc[0].weight[0, 0] = float("nan")
+    out = [solver.step() for _ in range(5)]
+    assert [x["recovered"] for x in out] == [0.0, 0.0, 0.0, 0.0, 1.0]
+    assert solver.lr_scale == 0.5 and solver.iteration == 10 and solver.recoveries == 1
+    for k, v in solver.G.state_dict().items():  # back to the snapshot of iteration 10
+        assert torch.equal(v, good[k]), k
+    assert math.isfinite(solver.step()["g_loss"])
+    assert np.isfinite(solver.image().numpy()).all()
+
+
+def test_image_checks_pending_iterations(wedge_data):
+    """A preview between two checks never shows a non-finite image: image() checks first."""
+    sino, angles, _ = wedge_data
+    solver, _ = _run(sino, angles, Acceleration(check_every=50, amp="off", compile="off"),
+                     preset="paper", iterations=3, snapshot_every=1)
+    with torch.no_grad():
+        solver.G.fc[0].weight[0, 0] = float("nan")
+    solver.step()
+    assert np.isfinite(solver.image().numpy()).all() and solver.recoveries == 1
+
+
+def test_api_and_volume_take_acceleration(wedge_data):
+    sino, angles, _ = wedge_data
+    ref = ng.reconstruct(sino, angles, iterations=30, device="cpu", prior_iterations=10)
+    got = ng.reconstruct(sino, angles, iterations=30, device="cpu", prior_iterations=10,
+                         acceleration=Acceleration(check_every=7, channels_last="on"))
+    assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
+    stack = np.stack([sino, sino])
+    kwargs = dict(iterations=12, warm_iterations=6, progress_every=None, device="cpu",
+                  prior_iterations=5)
+    plain = list(iter_volume(stack, angles, acceleration=OFF, **kwargs))
+    recs = list(iter_volume(stack, angles, acceleration={"check_every": 4}, **kwargs))
+    assert [r.iteration for r in recs] == [12, 6]
+    for r, p in zip(recs, plain):
+        assert np.abs(r.images - p.images).max() < 1e-4 * np.abs(p.images).max()
+    with pytest.raises(ValueError, match="check_every"):
+        iter_volume(stack, angles, acceleration={"check_every": -1}, **kwargs)

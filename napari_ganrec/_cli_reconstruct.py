@@ -35,6 +35,22 @@ def register(subparsers) -> None:
     p.add_argument("--warm-iterations", type=int, default=100,
                    help="GANrec iterations of each later slice, warm-started from the previous one (default 100)")
     p.add_argument("--slab", type=int, default=8, help="slices per task (memory bound per worker; default 8)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="GANrec: adjacent slices reconstructed together on the device (default 1; "
+                   "on a GPU 8-32 use it far better)")
+    p.add_argument("--batch-mode", default="shared", choices=["shared", "independent"],
+                   help="GANrec batches: one generator over the batch, or one per slice")
+    p.add_argument("--tol", type=float, default=None,
+                   help="GANrec: end a warm-started slice early once its data loss stalls (e.g. 1e-3)")
+    acc = p.add_argument_group("GPU execution (GANrec; 'auto': on for CUDA, off on the CPU)")
+    acc.add_argument("--amp", default="auto", choices=["auto", "off", "bf16"],
+                     help="mixed precision of the generator")
+    acc.add_argument("--compile", default="auto", choices=["auto", "off", "on"],
+                     help="torch.compile the generator and the prior-stage updates")
+    acc.add_argument("--channels-last", default="auto", choices=["auto", "off", "on"],
+                     help="channels-last convolutions")
+    acc.add_argument("--check-every", type=int, default=None,
+                     help="iterations between host reads of the losses (default: 1 CPU, 25 CUDA)")
     g2 = p.add_mutually_exclusive_group()
     g2.add_argument("--workers", type=int, default=None,
                     help="reconstruct on a local Dask cluster of N workers (one per GPU when there are several)")
@@ -94,6 +110,20 @@ def _angles_argument(args):
     return None
 
 
+def acceleration_of(args: argparse.Namespace):
+    """The :class:`~napari_ganrec.acceleration.Acceleration` the command line asks for."""
+    from .acceleration import Acceleration
+
+    return Acceleration(amp=args.amp, compile=args.compile, channels_last=args.channels_last,
+                        check_every=args.check_every)
+
+
+def _ganrec_options(args: argparse.Namespace) -> dict:
+    if args.method != "ganrec":
+        return {}
+    return {"preset": args.preset, "acceleration": acceleration_of(args)}
+
+
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Run the ``reconstruct`` sub-command; returns the exit status.
 
@@ -123,6 +153,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             "device": args.device,
             "preset": args.preset if args.method == "ganrec" else None,
             "tv_weight": args.tv_weight,
+            "acceleration": acceleration_of(args).to_dict() if args.method == "ganrec" else None,
             "slices": [rows.start, rows.stop],
             "input": str(args.input),
             "source": source_meta,
@@ -148,7 +179,7 @@ def _one_slice(args, sinos: np.ndarray, angles, center: float, iterations: int) 
     from .api import iter_reconstruct
 
     image = None
-    options = {"preset": args.preset} if args.method == "ganrec" else {}
+    options = _ganrec_options(args)
     with tqdm(total=iterations, desc=f"{args.method} 1 slice", unit="it") as bar:
         for step in iter_reconstruct(sinos[0], angles, method=args.method, iterations=iterations,
                                      center=center, device=args.device, seed=args.seed,
@@ -168,7 +199,9 @@ def _volume(args, angles, rows: slice, kind: str, center: float, iterations: int
     from .volume import PathSource
 
     source = PathSource(args.input, open_kwargs={"angles": angles}, log=kind != "line_integrals")
-    options = {"preset": args.preset} if args.method == "ganrec" else {}
+    options = dict(_ganrec_options(args), batch=args.batch)
+    if args.method == "ganrec":
+        options.update(batch_mode=args.batch_mode, tol=args.tol)
     if args.tv_weight is not None and args.method in ("tv", "ganrec"):
         options["tv_weight"] = args.tv_weight
     n = rows.stop - rows.start

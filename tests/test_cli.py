@@ -116,3 +116,37 @@ def test_reconstruct_volume_goes_slab_by_slab_with_warm_start_and_resumes(tmp_pa
     assert not (tmp_path / "vol.tif.parts").exists()  # the chunked store is cleaned up
     assert main(args) == 2  # never overwrites silently
     assert main([*args, "--overwrite", "--workers", "1"]) == 0  # the same on a local Dask cluster
+
+
+def test_reconstruct_passes_batch_and_gpu_options(tmp_path, monkeypatch):
+    """--batch/--batch-mode/--tol and the execution flags reach the engine and the metadata."""
+    from napari_ganrec import distributed
+    from napari_ganrec.acceleration import Acceleration
+    from napari_ganrec.io import read_volume
+
+    seen = {}
+    real = distributed.run_distributed
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "run_distributed", spy)
+    path, _, _ = _stack(tmp_path)
+    out = tmp_path / "vol.h5"
+    assert main(["reconstruct", str(path), "-o", str(out), "--angles", "0:120:40", "--iterations", "6",
+                 "--warm-iterations", "3", "--slab", "4", "--batch", "2", "--batch-mode", "independent",
+                 "--tol", "1e-3", "--device", "cpu", "--center", "16", "--amp", "off",
+                 "--channels-last", "on", "--check-every", "3"]) == 0
+    assert seen["batch"] == 2 and seen["batch_mode"] == "independent" and seen["tol"] == 1e-3
+    assert seen["acceleration"] == Acceleration(amp="off", channels_last="on", check_every=3)
+    rec, meta = read_volume(out)
+    assert rec.shape == (4, 32, 32) and np.isfinite(rec).all()
+    assert meta["acceleration"]["channels_last"] == "on" and meta["acceleration"]["check_every"] == 3
+
+
+def test_reconstruct_rejects_bad_gpu_options(tmp_path, capsys):
+    path, _, _ = _stack(tmp_path)
+    code = main(["reconstruct", str(path), "-o", str(tmp_path / "r.tif"), "--angles", "0:120",
+                 "--slices", "0:1", "--iterations", "2", "--device", "cpu", "--check-every", "0"])
+    assert code == 2 and "check_every" in capsys.readouterr().err

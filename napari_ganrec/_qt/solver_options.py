@@ -29,6 +29,12 @@ GANREC_FIELDS = (
 OUTPUT_CHOICES = ("linear", "relu", "softplus")
 CHOICES = {"output": OUTPUT_CHOICES, "init": ("none", "fbp", "sirt", "tv"), "filter_name": FILTERS}
 TV_DEFAULT = 0.03
+# GANrec execution choices (napari_ganrec.acceleration.Acceleration fields; None: automatic)
+EXECUTION = {
+    "auto": None,
+    "float32, eager": {"amp": "off", "compile": "off", "channels_last": "off"},
+    "bfloat16, eager": {"amp": "bf16", "compile": "off"},
+}
 
 
 def _field_doc(name: str) -> str:
@@ -123,6 +129,13 @@ class SolverOptions(QWidget):
         top = QFormLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addRow("preset", self.preset)
+        self.execution = QComboBox()
+        self.execution.addItems(list(EXECUTION))
+        self.execution.setToolTip(
+            "How GANrec runs on the device. auto: on CUDA bfloat16 generator, channels-last, "
+            "torch.compile (eager if it fails), losses read every 25 iterations; on the CPU plain "
+            "float32. 'float32, eager' turns all of that off (e.g. to compare or to debug).")
+        top.addRow("execution", self.execution)
         layout.addLayout(top)
         self.stack = QStackedWidget()
         layout.addWidget(self.stack)
@@ -147,6 +160,7 @@ class SolverOptions(QWidget):
         self.method = method
         self.stack.setCurrentWidget(self._pages[method])
         self.preset.setEnabled(method == "ganrec")
+        self.execution.setEnabled(method == "ganrec")
 
     def _apply_preset(self, name: str) -> None:
         if name in PRESETS:
@@ -166,6 +180,9 @@ class SolverOptions(QWidget):
                 dataclasses.replace(base, **changed)
             except ValueError as exc:
                 raise ValueError(str(exc)) from None
+            execution = EXECUTION[self.execution.currentText()]
+            if execution is not None:
+                changed["acceleration"] = dict(execution)
             return changed
         if self.method == "tv":
             w = self.tv.values()["tv_weight"]

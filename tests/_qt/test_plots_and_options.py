@@ -102,3 +102,23 @@ def test_advanced_section_exposes_the_prior_stage_options(qtbot):
     assert opts.options() == {"prior_iterations": 500, "init": "fbp"}
     opts.preset.setCurrentText("noisy")
     assert opts.ganrec.values()["tv_eps"] == PRESETS["noisy"].tv_eps
+
+
+def test_execution_choice_reaches_the_engine(qtbot):
+    from napari_ganrec.acceleration import resolve_acceleration
+    from napari_ganrec.run_model import RunParams
+
+    opts = SolverOptions()
+    qtbot.addWidget(opts)
+    assert "acceleration" not in opts.options()  # auto
+    opts.execution.setCurrentText("float32, eager")
+    got = opts.options()
+    assert got == {"acceleration": {"amp": "off", "compile": "off", "channels_last": "off"}}
+    kw = RunParams(angles=(0.0, 1.0), options=got).engine_kwargs()
+    assert kw["acceleration"] == got["acceleration"]
+    import torch
+
+    resolved = resolve_acceleration(kw["acceleration"], torch.device("cpu"))
+    assert resolved.amp_dtype is None and not resolved.compile
+    opts.set_method("tv")
+    assert not opts.execution.isEnabled() and opts.options() == {}

@@ -1,11 +1,20 @@
-"""Speed and memory of GANrec iterations: ms per iteration and peak memory.
+"""Speed and memory of GANrec iterations: ms per slice-iteration, peak memory, and accuracy.
 
-Prints a markdown table for image sizes 128 and 256 (120 projections over 0-120 degrees), batch 1
-and 8 (slices per step), on the CPU and on CUDA when present. Each configuration runs in its own
-process so its peak resident memory is its own.
+Prints a markdown table for image sizes (default 128 and 256 on the CPU, 128, 256 and 512 on CUDA)
+with 120 projections over 0-120 degrees, batch sizes (slices per step), both stages of the default
+preset (``prior``: the primal-dual iterations on the image; ``network``: the generator iterations
+that follow) and two executions: ``fp32`` (float32, eager, losses read every iteration) and
+``auto`` (on CUDA: bfloat16 generator, channels-last, ``torch.compile``, losses read every 25
+iterations; on the CPU ``auto`` is ``fp32``). Each configuration runs in its own process so its
+peak memory is its own. Times are over blocks of iterations with one device synchronisation at the
+end of a block (as a run syncs), the median of ``--repeats`` blocks.
+
+``--accuracy`` also reconstructs a 128 px porous phantom (0-120 degrees) with both executions and
+prints the SSIM of each: mixed precision must keep the quality.
 
     python benchmarks/speed.py                      # CPU (and CUDA if available)
-    python benchmarks/speed.py --devices cuda --sizes 128 256 512 --batches 1 8 32
+    python benchmarks/speed.py --devices cuda --sizes 128 256 512 --batches 1 8 32 --accuracy
+    python benchmarks/speed.py --devices cpu --accuracy --accuracy-amp bf16   # bf16 numerics on a CPU
 """
 
 from __future__ import annotations
@@ -16,15 +25,28 @@ import subprocess
 import sys
 import time
 
+EXECUTIONS = ("fp32", "auto")
 
-def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage: str = "prior") -> dict:
-    """Time one configuration. ``stage``: for presets with a prior stage (``default``), time its
-    primal-dual iterations (``"prior"``) or the generator iterations that follow (``"network"``)."""
+
+def _acceleration(execution: str, amp: str | None = None):
+    from napari_ganrec.acceleration import Acceleration
+
+    if execution == "fp32":
+        return Acceleration.off()
+    if execution == "auto":
+        return Acceleration() if amp is None else Acceleration(amp=amp)
+    raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+
+
+def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage: str = "prior",
+         execution: str = "fp32", repeats: int = 3) -> dict:
+    """Time one configuration: ``iterations`` per block, median of ``repeats`` blocks."""
     import resource
 
     import numpy as np
     import torch
 
+    from napari_ganrec.acceleration import resolve_acceleration
     from napari_ganrec.ganrec import GANrecSolver, make_config
     from napari_ganrec.geometry import Geometry
     from napari_ganrec.projector import Projector, resolve_device
@@ -37,29 +59,40 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage
     proj = Projector(Geometry.create(angles, size), device=dev)
     build = time.perf_counter() - t0
     cfg = make_config(preset)
-    if stage == "network" and cfg.prior_iterations:
-        cfg = make_config(cfg, prior_iterations=1)
-    solver = GANrecSolver(proj, sino, cfg, seed=0)
+    if cfg.prior_iterations:
+        n_prior = 1 if stage == "network" else 10 ** 9  # the prior stage never ends while timed
+        cfg = make_config(cfg, prior_iterations=n_prior)
+    acc = _acceleration(execution)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    for _ in range(3):  # warm-up
+    solver = GANrecSolver(proj, sino, cfg, seed=0, acceleration=acc)
+    t0 = time.perf_counter()
+    for _ in range(3):  # warm-up (and compilation)
         solver.step()
-    times = []
-    for _ in range(iterations):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+    solver.check()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    warmup = time.perf_counter() - t0
+    blocks = []
+    for _ in range(repeats):
         t = time.perf_counter()
-        solver.step()
+        for _ in range(iterations):
+            losses = solver.step()
+        float(losses["l1"])  # what a run reads at the end of a block
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        times.append(time.perf_counter() - t)
-    med = float(np.median(times))
+        blocks.append((time.perf_counter() - t) / iterations)
+    med = float(np.median(blocks))
+    resolved = resolve_acceleration(acc, dev)
     out = {
         "size": size, "batch": batch, "device": str(dev), "preset": preset, "stage": stage,
+        "execution": execution, "execution_detail": resolved.describe(),
+        "compiled": bool(solver._run_g.compiled and solver._pd_dual.compiled),
+        "compile_error": solver._run_g.error or solver._pd_dual.error,
         "ms_per_iteration": 1000 * med, "ms_per_slice_iteration": 1000 * med / batch,
-        "projector_build_s": build, "projector": proj.method,
+        "warmup_s": warmup, "projector_build_s": build, "projector": proj.method,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "recoveries": solver.recoveries,
     }
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 1024**2
@@ -67,46 +100,107 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage
     return out
 
 
+def accuracy(device: str, execution: str, amp: str | None, size: int = 128, prior: int = 2000,
+             network: int = 300, paper_iterations: int = 500) -> list[dict]:
+    """SSIM of the default preset (``prior`` + ``network`` iterations) and of the paper preset on a
+    porous phantom, 0-120 degrees, simulated on a 3x finer grid."""
+    import numpy as np
+
+    from napari_ganrec import reconstruct
+    from napari_ganrec.evaluation import ssim
+    from napari_ganrec.geometry import angles_from_range
+    from napari_ganrec.phantoms import ground_truth, porous_particle, simulate_sinogram
+
+    phantom = porous_particle(size, seed=1)
+    truth = ground_truth(phantom)
+    angles = angles_from_range(0, 120, 120)
+    sino = simulate_sinogram(phantom, angles)
+    rows = []
+    for preset, its, extra in (("default", prior + network, {"prior_iterations": prior}),
+                               ("paper", paper_iterations, {})):
+        t = time.perf_counter()
+        rec = reconstruct(sino, angles, iterations=its, device=device, preset=preset, seed=0,
+                          acceleration=_acceleration(execution, amp), **extra)
+        rows.append({"preset": preset, "iterations": its, "execution": execution,
+                     "ssim": ssim(truth, rec), "seconds": time.perf_counter() - t,
+                     "finite": bool(np.isfinite(rec).all())})
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="default: 128 256 (CPU), 128 256 512 (CUDA)")
+    p.add_argument("--batches", type=int, nargs="+", default=None, help="default: 1 8 (CPU), 1 8 32 (CUDA)")
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
-    p.add_argument("--iterations", type=int, default=10, help="timed iterations (median)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="iterations per timed block (default 10 on the CPU, 50 on CUDA)")
+    p.add_argument("--repeats", type=int, default=3, help="timed blocks (median)")
     p.add_argument("--preset", default="default")
-    p.add_argument("--stage", default="prior", choices=["prior", "network"],
+    p.add_argument("--stage", default="both", choices=["prior", "network", "both"],
                    help="which iterations of a preset with a prior stage to time")
+    p.add_argument("--executions", nargs="+", default=None, choices=EXECUTIONS,
+                   help="default: fp32 on the CPU, fp32 and auto on CUDA")
+    p.add_argument("--accuracy", action="store_true", help="also compare SSIM of the executions")
+    p.add_argument("--accuracy-amp", default=None, choices=["bf16"],
+                   help="force bfloat16 in the 'auto' accuracy run (e.g. on a CPU)")
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--_one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._one:
-        size, batch, device = args._one.split(",")
-        print(json.dumps(_one(int(size), int(batch), device, args.iterations, args.preset, args.stage)))
+        size, batch, device, stage, execution = args._one.split(",")
+        print(json.dumps(_one(int(size), int(batch), device, args.iterations or 10, args.preset,
+                              stage, execution, args.repeats)))
         return 0
-    devices = args.devices
-    if devices is None:
-        import torch
+    import torch
 
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    stages = ["prior", "network"] if args.stage == "both" else [args.stage]
     rows = []
-    print("| device | size | batch | ms / iteration | ms / slice-iteration | peak RSS (MB) | peak GPU (MB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| device | size | batch | stage | execution | ms / iteration | ms / slice-iteration "
+          "| peak RSS (MB) | peak GPU (MB) | warm-up s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for device in devices:
-        for size in args.sizes:
-            for batch in args.batches:
-                cmd = [sys.executable, __file__, "--_one", f"{size},{batch},{device}",
-                       "--iterations", str(args.iterations), "--preset", args.preset,
-                       "--stage", args.stage]
-                res = subprocess.run(cmd, capture_output=True, text=True)
-                if res.returncode != 0:
-                    print(f"| {device} | {size} | {batch} | failed: {res.stderr.strip().splitlines()[-1]} |||")
-                    continue
-                row = json.loads(res.stdout.strip().splitlines()[-1])
-                rows.append(row)
-                gpu = f"{row['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in row else "-"
-                name = row.get("gpu", f"cpu ({row['threads']} threads)")
-                print(f"| {name} | {size} | {batch} | {row['ms_per_iteration']:.1f} | "
-                      f"{row['ms_per_slice_iteration']:.1f} | {row['peak_rss_mb']:.0f} | {gpu} |", flush=True)
+        cuda = device.startswith("cuda")
+        sizes = args.sizes or ([128, 256, 512] if cuda else [128, 256])
+        batches = args.batches or ([1, 8, 32] if cuda else [1, 8])
+        executions = args.executions or (["fp32", "auto"] if cuda else ["fp32"])
+        iterations = args.iterations or (50 if cuda else 10)
+        for size in sizes:
+            for batch in batches:
+                for stage in stages:
+                    for execution in executions:
+                        cmd = [sys.executable, __file__, "--_one",
+                               f"{size},{batch},{device},{stage},{execution}",
+                               "--iterations", str(iterations), "--repeats", str(args.repeats),
+                               "--preset", args.preset]
+                        res = subprocess.run(cmd, capture_output=True, text=True)
+                        if res.returncode != 0:
+                            err = (res.stderr.strip().splitlines() or ["?"])[-1]
+                            print(f"| {device} | {size} | {batch} | {stage} | {execution} | "
+                                  f"failed: {err} |||||", flush=True)
+                            continue
+                        row = json.loads(res.stdout.strip().splitlines()[-1])
+                        rows.append(row)
+                        gpu = f"{row['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in row else "-"
+                        name = row.get("gpu", f"cpu ({row['threads']} threads)")
+                        ex = row["execution_detail"] + ("" if not row["compile_error"] else
+                                                        f" (compile failed: {row['compile_error']})")
+                        print(f"| {name} | {size} | {batch} | {stage} | {ex} | "
+                              f"{row['ms_per_iteration']:.2f} | {row['ms_per_slice_iteration']:.3f} | "
+                              f"{row['peak_rss_mb']:.0f} | {gpu} | {row['warmup_s']:.1f} |", flush=True)
+    if args.accuracy:
+        print("\n## Accuracy (128 px porous phantom, 0-120 degrees, 120 projections)\n")
+        print("| device | preset | iterations | execution | SSIM | s |")
+        print("|---|---|---|---|---|---|")
+        for device in devices:
+            for execution in args.executions or EXECUTIONS:
+                amp = args.accuracy_amp if execution == "auto" else None
+                for row in accuracy(device, execution, amp):
+                    label = execution + (f" ({amp})" if amp else "")
+                    print(f"| {device} | {row['preset']} | {row['iterations']} | {label} | "
+                          f"{row['ssim']:.4f} | {row['seconds']:.1f} |", flush=True)
+                    rows.append(dict(row, device=device, kind="accuracy"))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -4,8 +4,9 @@ Prints a markdown table for image sizes (default 128 and 256 on the CPU, 128, 25
 with 120 projections over 0-120 degrees, batch sizes (slices per step), both stages of the default
 preset (``prior``: the primal-dual iterations on the image; ``network``: the generator iterations
 that follow) and two executions: ``fp32`` (float32, eager, losses read every iteration) and
-``auto`` (on CUDA: bfloat16 generator, channels-last, ``torch.compile``, losses read every 25
-iterations; on the CPU ``auto`` is ``fp32``). Each configuration runs in its own process so its
+``auto`` (on CUDA: bfloat16 generator, channels-last, fused Adam, losses read every 25
+iterations; on the CPU ``auto`` is ``fp32``), and on CUDA ``compiled`` (``auto`` plus
+``torch.compile``; its compilation time is the warm-up column). Each configuration runs in its own process so its
 peak memory is its own. Times are over blocks of iterations with one device synchronisation at the
 end of a block (as a run syncs), the median of ``--repeats`` blocks.
 
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 
-EXECUTIONS = ("fp32", "auto")
+EXECUTIONS = ("fp32", "auto", "compiled")
 
 
 def _acceleration(execution: str, amp: str | None = None):
@@ -33,8 +34,9 @@ def _acceleration(execution: str, amp: str | None = None):
 
     if execution == "fp32":
         return Acceleration.off()
-    if execution == "auto":
-        return Acceleration() if amp is None else Acceleration(amp=amp)
+    if execution in ("auto", "compiled"):
+        compile_ = "on" if execution == "compiled" else "off"
+        return Acceleration(compile=compile_) if amp is None else Acceleration(amp=amp, compile=compile_)
     raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
 
 
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage", default="both", choices=["prior", "network", "both"],
                    help="which iterations of a preset with a prior stage to time")
     p.add_argument("--executions", nargs="+", default=None, choices=EXECUTIONS,
-                   help="default: fp32 on the CPU, fp32 and auto on CUDA")
+                   help="default: fp32 on the CPU, fp32, auto and compiled on CUDA")
     p.add_argument("--accuracy", action="store_true", help="also compare SSIM of the executions")
     p.add_argument("--accuracy-amp", default=None, choices=["bf16"],
                    help="force bfloat16 in the 'auto' accuracy run (e.g. on a CPU)")
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
         cuda = device.startswith("cuda")
         sizes = args.sizes or ([128, 256, 512] if cuda else [128, 256])
         batches = args.batches or ([1, 8, 32] if cuda else [1, 8])
-        executions = args.executions or (["fp32", "auto"] if cuda else ["fp32"])
+        executions = args.executions or (list(EXECUTIONS) if cuda else ["fp32"])
         iterations = args.iterations or (50 if cuda else 10)
         for size in sizes:
             for batch in batches:
@@ -194,7 +196,7 @@ def main(argv=None) -> int:
         print("| device | preset | iterations | execution | SSIM | s |")
         print("|---|---|---|---|---|---|")
         for device in devices:
-            for execution in args.executions or EXECUTIONS:
+            for execution in args.executions or ("fp32", "auto"):
                 amp = args.accuracy_amp if execution == "auto" else None
                 for row in accuracy(device, execution, amp):
                     label = execution + (f" ({amp})" if amp else "")

@@ -45,8 +45,9 @@ def register(subparsers) -> None:
     acc = p.add_argument_group("GPU execution (GANrec; 'auto': on for CUDA, off on the CPU)")
     acc.add_argument("--amp", default="auto", choices=["auto", "off", "bf16"],
                      help="mixed precision of the generator")
-    acc.add_argument("--compile", default="auto", choices=["auto", "off", "on"],
-                     help="torch.compile the generator and the prior-stage updates")
+    acc.add_argument("--compile", default="off", choices=["auto", "off", "on"],
+                     help="torch.compile the generator and the prior-stage updates (default off: "
+                     "it costs tens of seconds per shape first; auto: on CUDA with Triton)")
     acc.add_argument("--channels-last", default="auto", choices=["auto", "off", "on"],
                      help="channels-last convolutions")
     acc.add_argument("--check-every", type=int, default=None,

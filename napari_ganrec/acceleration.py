@@ -11,9 +11,10 @@ option                 CUDA (``"auto"``)                           CPU / MPS (``
 ``amp``                bfloat16 autocast of the generator          off (float32)
                        (where the GPU supports bfloat16)
 ``channels_last``      on (NHWC convolutions)                      off
-``compile``            ``torch.compile`` of the generator and of   off
-                       the prior stage's element-wise updates,
-                       when Triton is importable
+``compile``            off by default (opt-in: ``"on"``, or        off
+                       ``"auto"``: on where Triton is importable);
+                       compiles the generator and the prior
+                       stage's element-wise updates
 ``check_every``        25: losses and the finite check are read    1: every iteration
                        on the host once per 25 iterations
 ``fused_adam``         on                                          off
@@ -21,7 +22,9 @@ option                 CUDA (``"auto"``)                           CPU / MPS (``
 
 The projector (sparse matrix products) always runs in float32. A compilation that fails (no
 compiler, an unsupported operation) falls back to eager execution with one warning, and the run
-goes on.
+goes on. Compilation is opt-in because it costs tens of seconds per new shape before the first
+iteration and its gain on a GPU has not been measured yet (``benchmarks/speed.py`` prints it as
+the ``compiled`` execution).
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ class Acceleration:
         output, the projector and every loss stay float32).
     channels_last : {"auto", "off", "on"}
         Channels-last memory format for the generator's convolutions.
-    compile : {"auto", "off", "on"}
-        ``torch.compile`` the generator and the prior stage's element-wise updates.
+    compile : {"off", "on", "auto"}
+        ``torch.compile`` the generator and the prior stage's element-wise updates (default off;
+        ``"auto"``: on CUDA when Triton is importable).
     compile_backend : str
         Backend of ``torch.compile`` (``"inductor"``; ``"aot_eager"`` checks the tracing only).
     check_every : int or None
@@ -62,7 +66,7 @@ class Acceleration:
 
     amp: str = "auto"
     channels_last: str = "auto"
-    compile: str = "auto"
+    compile: str = "off"
     compile_backend: str = "inductor"
     check_every: int | None = None
     fused_adam: str = "auto"

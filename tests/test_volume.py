@@ -237,3 +237,26 @@ def test_volume_benchmark_prints_its_tables(capsys):
     assert "| cold start" in out
     for mode in ("one slice at a time", "shared", "independent"):
         assert f"| {mode} |" in out
+
+
+def test_volume_benchmark_gpu_section_runs(capsys):
+    """The GPU section (run here on the CPU at tiny sizes) prints every table it promises."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "volume.py"
+    spec = importlib.util.spec_from_file_location("bench_volume", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--size", "16", "--slices", "2", "--angles", "12", "--skip-warm",
+                           "--skip-workers", "--gpu-device", "cpu", "--gpu-sizes", "16",
+                           "--gpu-batches", "2", "--gpu-reps", "2", "--gpu-volume", "16",
+                           "--gpu-iterations", "6", "--gpu-warm-iterations", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    for row in ("| 16 | 1 | - | prior | fp32 |", "| 16 | 2 | independent | network | auto |",
+                "| shared | fp32 |", "| independent | auto |", "| FBP | - |", "| auto | 2 | 6 / 2 |"):
+        assert row in out, row

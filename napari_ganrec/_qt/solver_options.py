@@ -34,6 +34,7 @@ EXECUTION = {
     "auto": None,
     "float32, eager": {"amp": "off", "compile": "off", "channels_last": "off"},
     "bfloat16, eager": {"amp": "bf16", "compile": "off"},
+    "compiled": {"compile": "on"},
 }
 
 
@@ -133,8 +134,9 @@ class SolverOptions(QWidget):
         self.execution.addItems(list(EXECUTION))
         self.execution.setToolTip(
             "How GANrec runs on the device. auto: on CUDA bfloat16 generator, channels-last, "
-            "torch.compile (eager if it fails), losses read every 25 iterations; on the CPU plain "
-            "float32. 'float32, eager' turns all of that off (e.g. to compare or to debug).")
+            "fused Adam, losses read every 25 iterations; on the CPU plain float32. 'compiled' "
+            "adds torch.compile (slow first iterations; eager if it fails). 'float32, eager' "
+            "turns all of that off (e.g. to compare or to debug).")
         top.addRow("execution", self.execution)
         layout.addLayout(top)
         self.stack = QStackedWidget()

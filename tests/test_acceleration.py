@@ -177,3 +177,27 @@ def test_api_and_volume_take_acceleration(wedge_data):
         assert np.abs(r.images - p.images).max() < 1e-4 * np.abs(p.images).max()
     with pytest.raises(ValueError, match="check_every"):
         iter_volume(stack, angles, acceleration={"check_every": -1}, **kwargs)
+
+
+def test_early_stopping_reads_losses_only_when_it_decides():
+    from napari_ganrec.volume import _Convergence
+
+    stop = _Convergence(tol=0.5, window=3, min_iterations=0)  # decides at 6, 9, 12, ...
+    fed = []
+    for k in range(5):
+        fed.append(Losses({"l1": torch.tensor(1.0 / (k + 1))}))
+        assert not stop.update(fed[-1])
+    assert all(x.pending for x in fed)
+    fed.append(Losses({"l1": torch.tensor(1.0 / 6)}))
+    stop.update(fed[-1])
+    assert not any(x.pending for x in fed) and len(stop.values) == 6
+    assert not _Convergence(None, 3, 0).update(Losses({"l1": torch.tensor(1.0)}))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (covered on CPU above)")
+def test_cuda_defaults_keep_the_quality(wedge_data):
+    sino, angles, gt = wedge_data
+    kw = dict(iterations=80, device="cuda", prior_iterations=40, seed=0)
+    plain = ng.reconstruct(sino, angles, acceleration=OFF, **kw)
+    auto = ng.reconstruct(sino, angles, **kw)
+    assert abs(ssim(gt, plain) - ssim(gt, auto)) < 0.01

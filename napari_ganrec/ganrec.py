@@ -345,7 +345,9 @@ class GANrecSolver:
         self.config = config = config or PRESETS["default"]
         self.projector = projector
         self.device = projector.device
-        self.acc = resolve_acceleration(acceleration, self.device)
+        self.acc = resolve_acceleration(
+            acceleration, self.device,
+            residual_generator=config.init != "none" or config.prior_iterations > 0)
         if sinograms.ndim != 3 or tuple(sinograms.shape[1:]) != projector.geometry.sino_shape:
             raise ValueError(
                 f"sinograms must be (B, {projector.n_angles}, {projector.n_det}), got {tuple(sinograms.shape)}"

@@ -201,3 +201,34 @@ def test_cuda_defaults_keep_the_quality(wedge_data):
     plain = ng.reconstruct(sino, angles, acceleration=OFF, **kw)
     auto = ng.reconstruct(sino, angles, **kw)
     assert abs(ssim(gt, plain) - ssim(gt, auto)) < 0.01
+
+
+def test_automatic_bf16_only_for_residual_generators(monkeypatch):
+    """bfloat16 kept the default preset's SSIM but cost the paper preset 0.1 (speed.py --accuracy):
+    'auto' turns it on only where the generator fits a residual."""
+    import napari_ganrec.acceleration as acc_mod
+
+    monkeypatch.setattr(acc_mod, "_bf16_ok", lambda device: True)
+    cuda = torch.device("cuda")
+    assert resolve_acceleration(None, cuda, residual_generator=True).amp_dtype is torch.bfloat16
+    assert resolve_acceleration(None, cuda, residual_generator=False).amp_dtype is None
+    forced = resolve_acceleration(Acceleration(amp="bf16"), cuda, residual_generator=False)
+    assert forced.amp_dtype is torch.bfloat16
+    auto = resolve_acceleration(None, cuda)
+    assert auto.channels_last and auto.fused_adam and auto.check_every == 25 and not auto.compile
+
+
+def test_solver_tells_whether_its_generator_is_residual(wedge_data, monkeypatch):
+    import napari_ganrec.ganrec as ganrec_mod
+
+    seen = []
+
+    def spy(acc, device, residual_generator=True):
+        seen.append(residual_generator)
+        return resolve_acceleration(acc, device, residual_generator)
+
+    monkeypatch.setattr(ganrec_mod, "resolve_acceleration", spy)
+    sino, angles, _ = wedge_data
+    for preset in ("default", "noisy", "paper", "fast"):
+        _run(sino, angles, None, preset=preset, iterations=1)
+    assert seen == [True, True, False, False]

@@ -237,26 +237,23 @@ class Losses(MutableMapping):
     host: a loop that looks at the losses only every few iterations does not wait for each one.
     """
 
-    __slots__ = ("_names", "_tensor", "_values")
+    __slots__ = ("_names", "_floats", "_tensor_names", "_tensor", "_values")
 
     def __init__(self, values: dict[str, torch.Tensor | float]):
-        tensors = {k: v for k, v in values.items() if torch.is_tensor(v)}
+        self._names = tuple(values)
+        self._floats = {k: float(v) for k, v in values.items() if not torch.is_tensor(v)}
+        self._tensor_names = tuple(k for k, v in values.items() if torch.is_tensor(v))
         self._values: dict[str, float] | None = None
-        if tensors:
-            self._names = tuple(values)
-            self._tensor = torch.stack([
-                (v.detach().reshape(()).float() if torch.is_tensor(v)
-                 else torch.tensor(float(v), device=next(iter(tensors.values())).device))
-                for v in values.values()
-            ])
+        self._tensor = None
+        if self._tensor_names:  # one stacked tensor: one copy to the host when read
+            self._tensor = torch.stack([values[k].detach().reshape(()).float() for k in self._tensor_names])
         else:
-            self._names = ()
-            self._tensor = None
-            self._values = {k: float(v) for k, v in values.items()}
+            self._materialise()
 
     def _materialise(self) -> dict[str, float]:
         if self._values is None:
-            self._values = dict(zip(self._names, self._tensor.tolist()))
+            read = dict(zip(self._tensor_names, self._tensor.tolist())) if self._tensor is not None else {}
+            self._values = {k: read[k] if k in read else self._floats[k] for k in self._names}
             self._tensor = None
         return self._values
 

@@ -713,6 +713,7 @@ class GANrecSolver:
         return False
 
     def _recover(self) -> None:
+        stale = self.iteration > self._checked_at  # unchecked iterates went into the average
         self.recoveries += 1
         if self.recoveries > self.config.max_recoveries:
             raise DivergenceError(
@@ -722,10 +723,10 @@ class GANrecSolver:
         self._checked_at = self._snapshot_at = self.iteration
         self.lr_scale *= 0.5
         self._set_lr()
-        # iterates of the failed stretch may be non-finite: the running average starts again
-        self._avg = self._var = None
-        self._avg_count = 0
-        self._last_candidate = None
+        if stale:  # iterates of the failed stretch may be non-finite: the average starts again
+            self._avg = self._var = None
+            self._avg_count = 0
+            self._last_candidate = None
 
     @staticmethod
     def _recovered_losses() -> Losses:

@@ -506,6 +506,7 @@ class StackedGANrecSolver(GANrecSolver):
 
     def state(self) -> SolverState:
         """The last slice's networks and optimiser states (CPU), as a single-network state."""
+        self.check()
         def cpu(d):
             return {k: v.detach().cpu().clone() for k, v in d.items()}
 

@@ -205,8 +205,9 @@ def section_gpu(args):
     dev = torch.device(args.gpu_device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{dev} (smoke run)"
     print(f"Device: {name}, torch {torch.__version__}\n")
-    executions = {"fp32": Acceleration.off(), "auto": Acceleration(),
-                  "compiled": Acceleration(compile="on")}
+    known = {"fp32": Acceleration.off(), "auto": Acceleration(),
+             "compiled": Acceleration(compile="on")}
+    executions = {k: known[k] for k in args.gpu_executions}
     print("| size | batch | mode | stage | execution | ms per iteration | ms per slice-iteration "
           "| peak GPU MB |")
     print("|---|---|---|---|---|---|---|---|")
@@ -301,6 +302,9 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-batches", type=int, nargs="+", default=[8, 32],
                    help="batch sizes of the GPU section (the last one reconstructs the volume)")
     p.add_argument("--gpu-reps", type=int, default=50, help="timed iterations per row")
+    p.add_argument("--gpu-executions", nargs="+", default=["fp32", "auto"],
+                   choices=["fp32", "auto", "compiled"],
+                   help="executions of the GPU section ('compiled' compiles once per shape: slow)")
     p.add_argument("--gpu-volume", type=int, default=256, help="edge of the GPU volume")
     p.add_argument("--gpu-iterations", type=int, default=2300,
                    help="iterations of the first slab on the GPU (default preset: 2000 prior + 300)")

@@ -206,14 +206,15 @@ class CompiledOrEager:
             try:
                 self._compiled = torch.compile(fn, backend=backend, dynamic=False)
             except Exception as exc:  # noqa: BLE001 - e.g. an unknown backend name
-                self._fall_back(exc)
+                self.fall_back(exc)
 
     @property
     def compiled(self) -> bool:
         """True while the compiled version is in use."""
         return self._compiled is not None
 
-    def _fall_back(self, exc: BaseException) -> None:
+    def fall_back(self, exc: BaseException) -> None:
+        """Stop using the compiled version (``exc`` made it fail), with one warning."""
         self._compiled = None
         self.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         warnings.warn(f"torch.compile of the {self.name} failed ({self.error}); running it eagerly",
@@ -226,7 +227,7 @@ class CompiledOrEager:
             except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # noqa: BLE001 - compiler and tracing errors of any kind
-                self._fall_back(exc)
+                self.fall_back(exc)
         return self.fn(*args, **kwargs)
 
 

@@ -400,6 +400,7 @@ class GANrecSolver:
                                         "prior-stage dual update")
         self._pd_primal = CompiledOrEager(_pd_primal, self.acc.compile, self.acc.compile_backend,
                                           "prior-stage primal update")
+        self._backward_ok = False  # a compiled generator's backward has run once
         self._bad: torch.Tensor | None = None  # non-finite losses since the last host check
         self._checked_at = 0
         self._snapshot_at = 0
@@ -638,19 +639,52 @@ class GANrecSolver:
         self.G.train()
         candidate = self._candidate()
         model = self._model_sino(candidate)
-        real = self.b_norm.unsqueeze(1)
+        d_loss = self._discriminator_update(model)
+        g_loss, l1, adv = self._generator_loss(candidate, model)
+        bad = ~(torch.isfinite(g_loss) & torch.isfinite(d_loss))
+        self._bad = bad if self._bad is None else self._bad | bad
+        if self.acc.check_every == 1 and self.check():  # the CPU path: nothing is updated
+            return self._recovered_losses()
+        params = [p for p in self.G.parameters() if p.requires_grad]
+        grads = self._generator_grads(g_loss, params)
+        if grads is None:  # the compiled backward failed to build: the generator again, eagerly
+            candidate = self._candidate()
+            g_loss, l1, adv = self._generator_loss(candidate, self._model_sino(candidate))
+            grads = torch.autograd.grad(g_loss, params)
+        for p, gr in zip(params, grads):
+            p.grad = gr
+        self.opt_g.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        self.iteration += 1
+        if cfg.lr_decay > 0:
+            self._set_lr()
+        self._accumulate(candidate.detach())
+        if self.iteration - self._checked_at >= self.acc.check_every and self.check():
+            return self._recovered_losses()
+        return Losses({"g_loss": g_loss, "d_loss": d_loss, "l1": l1, "adv": adv, "recovered": 0.0})
+
+    def _discriminator_update(self, model: torch.Tensor) -> torch.Tensor:
+        """``d_steps`` updates of the discriminator on measured vs (detached) modelled sinograms."""
+        cfg = self.config
         d_loss = torch.zeros((), device=self.device)
-        if cfg.gan_weight > 0:
-            fake_detached = model.detach().unsqueeze(1)
-            for _ in range(cfg.d_steps):
-                logits_real = self.D(real)
-                logits_fake = self.D(fake_detached)
-                d_loss = self._bce(logits_real, torch.ones_like(logits_real)) + self._bce(
-                    logits_fake, torch.zeros_like(logits_fake)
-                )
-                self.opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()  # a non-finite loss is caught by the next check
-                self.opt_d.step()
+        if cfg.gan_weight <= 0:
+            return d_loss
+        real = self.b_norm.unsqueeze(1)
+        fake_detached = model.detach().unsqueeze(1)
+        for _ in range(cfg.d_steps):
+            logits_real = self.D(real)
+            logits_fake = self.D(fake_detached)
+            d_loss = self._bce(logits_real, torch.ones_like(logits_real)) + self._bce(
+                logits_fake, torch.zeros_like(logits_fake)
+            )
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()  # a non-finite loss is caught by the next check
+            self.opt_d.step()
+        return d_loss
+
+    def _generator_loss(self, candidate: torch.Tensor, model: torch.Tensor):
+        """The generator's loss ``(total, l1, adv)``: data terms, adversarial term, (log-)TV."""
+        cfg = self.config
         resid = model - self.b_norm
         l1 = resid.abs().mean()
         raw = not cfg.normalize_candidate
@@ -672,23 +706,22 @@ class GANrecSolver:
                 g_loss = g_loss + cfg.tv_weight * per_slice.mean()
             else:
                 g_loss = g_loss + cfg.tv_weight * mag.mean()
-        bad = ~(torch.isfinite(g_loss) & torch.isfinite(d_loss))
-        self._bad = bad if self._bad is None else self._bad | bad
-        if self.acc.check_every == 1 and self.check():  # the CPU path: nothing is updated
-            return self._recovered_losses()
-        params = [p for p in self.G.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(g_loss, params)
-        for p, gr in zip(params, grads):
-            p.grad = gr
-        self.opt_g.step()
-        self.opt_g.zero_grad(set_to_none=True)
-        self.iteration += 1
-        if cfg.lr_decay > 0:
-            self._set_lr()
-        self._accumulate(candidate.detach())
-        if self.iteration - self._checked_at >= self.acc.check_every and self.check():
-            return self._recovered_losses()
-        return Losses({"g_loss": g_loss, "d_loss": d_loss, "l1": l1, "adv": adv, "recovered": 0.0})
+        return g_loss, l1, adv
+
+    def _generator_grads(self, loss: torch.Tensor, params: list) -> tuple | None:
+        """Gradients of ``loss``; None when a compiled generator's backward (compiled lazily, at
+        its first use) fails, after which the generator runs eagerly."""
+        if not self._run_g.compiled or self._backward_ok:
+            return torch.autograd.grad(loss, params)
+        try:
+            grads = torch.autograd.grad(loss, params)
+        except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - compiler errors of any kind
+            self._run_g.fall_back(exc)
+            return None
+        self._backward_ok = True
+        return grads
 
     def check(self) -> bool:
         """Read the finite check of the iterations since the last check (one host-device sync).

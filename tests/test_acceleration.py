@@ -232,3 +232,28 @@ def test_solver_tells_whether_its_generator_is_residual(wedge_data, monkeypatch)
     for preset in ("default", "noisy", "paper", "fast"):
         _run(sino, angles, None, preset=preset, iterations=1)
     assert seen == [True, True, False, False]
+
+
+def test_failing_compiled_backward_falls_back_and_redoes_the_iteration(wedge_data, monkeypatch):
+    """inductor compiles a backward lazily, at its first use: a failure there must not end the run."""
+
+    class _Boom(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("backward compilation failed")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: _Boom.apply(fn(*a))))
+    sino, angles, _ = wedge_data
+    plain, _ = _run(sino, angles, OFF, preset="paper", iterations=3, dropout=0.0)
+    with pytest.warns(RuntimeWarning, match="backward compilation failed"):
+        solver, losses = _run(sino, angles, Acceleration(compile="on"), preset="paper", iterations=3,
+                              dropout=0.0)
+    assert not solver._run_g.compiled and solver.iteration == 3
+    assert all(x["recovered"] == 0.0 for x in losses)
+    g1 = dict(plain.G.named_parameters())
+    for name, p in solver.G.named_parameters():  # same generator as an eager run
+        assert torch.allclose(p, g1[name], atol=1e-6), name

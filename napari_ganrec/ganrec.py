@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -609,7 +610,7 @@ class GANrecSolver:
     def _candidate(self) -> torch.Tensor:
         """The generator's image ``(B, n, n)`` (normalised or scaled data units), masked."""
         amp = self.acc.amp_dtype
-        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.autocast(self.device.type, dtype=amp) if amp is not None else nullcontext():
             out = self._run_g(self.net_input)
         out = out[:, 0].float()
         if self.init_image is not None:

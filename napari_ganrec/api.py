@@ -133,7 +133,9 @@ def iter_reconstruct(
     acceleration : Acceleration or dict, optional
         GANrec execution options: mixed precision, channels-last, ``torch.compile``, how often the
         host reads the losses (:class:`~napari_ganrec.acceleration.Acceleration`; default
-        automatic: all on for CUDA, plain float32 on the CPU). ``Acceleration.off()`` for none.
+        automatic: on CUDA a bfloat16 residual generator, channels-last, fused Adam and losses read
+        every 25 iterations; plain float32 on the CPU; ``torch.compile`` only when asked for).
+        ``Acceleration.off()`` for none.
     **options
         GANrec options overriding the preset (see :class:`~napari_ganrec.ganrec.GANrecConfig`).
 

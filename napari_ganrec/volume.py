@@ -710,7 +710,7 @@ def iter_volume(
         When given, the final GANrec state (CPU :class:`SolverState`) is appended to it.
     acceleration : Acceleration or dict, optional
         GANrec execution options (:class:`~napari_ganrec.acceleration.Acceleration`; default
-        automatic: bfloat16, channels-last and ``torch.compile`` on CUDA, float32 on the CPU).
+        automatic: as for :func:`~napari_ganrec.api.iter_reconstruct`).
 
     Yields
     ------

@@ -286,7 +286,7 @@ def _support_mask(projector: Projector, b_scaled: torch.Tensor, level: float = 0
 
 
 def _pd_dual(y1, y2, sigma1, ax, b, xbar, lam_w, scale):
-    """Dual updates of the prior stage, and its losses (pure: compiled on a GPU)."""
+    """Dual updates of the prior stage, and its losses (pure, so that it can be compiled)."""
     y1 = (y1 + sigma1 * (ax - b)) / (1.0 + sigma1)
     y2 = y2 + 0.5 * _grad(xbar)
     norm = torch.sqrt((y2 * y2).sum(dim=1, keepdim=True))

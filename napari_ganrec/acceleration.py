@@ -267,6 +267,9 @@ class Losses(MutableMapping):
     def __delitem__(self, key: str) -> None:
         del self._materialise()[key]
 
+    def __contains__(self, key: object) -> bool:  # without reading the device
+        return key in (self._values if self._values is not None else self._names)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._materialise() if self._values is not None else self._names)
 

@@ -127,6 +127,7 @@ def test_losses_stay_on_the_device_between_checks(wedge_data):
     solver, losses = _run(sino, angles, Acceleration(check_every=10, amp="off", compile="off"),
                           preset="paper", iterations=9)
     assert all(isinstance(x, Losses) and x.pending for x in losses)
+    assert "l1" in losses[0] and "nope" not in losses[0] and losses[0].pending  # no device read
     assert solver._bad is not None  # the finite check of 9 iterations waits for the host
     tenth = solver.step()
     assert solver._bad is None and tenth["recovered"] == 0.0

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -161,6 +161,10 @@ def resolve_acceleration(acc: Acceleration | dict | None, device: torch.device,
     if acc is None:
         acc = Acceleration()
     elif isinstance(acc, dict):
+        known = {f.name for f in fields(Acceleration)}
+        unknown = sorted(set(acc) - known)
+        if unknown:
+            raise ValueError(f"unknown acceleration option(s) {unknown}; known: {sorted(known)}")
         acc = Acceleration(**acc)
     elif not isinstance(acc, Acceleration):
         raise ValueError(f"acceleration must be an Acceleration, a dict or None, got {type(acc).__name__}")
@@ -174,12 +178,6 @@ def resolve_acceleration(acc: Acceleration | dict | None, device: torch.device,
     check = acc.check_every if acc.check_every is not None else (25 if cuda else 1)
     fused = cuda and acc.fused_adam != "off"
     return ResolvedAcceleration(amp, channels_last, compile_on, acc.compile_backend, check, fused)
-
-
-def make_acceleration(acc: Acceleration | dict | None = None, **overrides) -> Acceleration:
-    """An :class:`Acceleration` with some fields replaced (``None``: the automatic one)."""
-    base = Acceleration() if acc is None else (Acceleration(**acc) if isinstance(acc, dict) else acc)
-    return replace(base, **overrides) if overrides else base
 
 
 class CompiledOrEager:

@@ -26,18 +26,18 @@ import subprocess
 import sys
 import time
 
-EXECUTIONS = ("fp32", "auto", "compiled")
+EXECUTIONS = ("fp32", "auto", "compiled")  # napari_ganrec.acceleration.EXECUTIONS
 
 
 def _acceleration(execution: str, amp: str | None = None):
-    from napari_ganrec.acceleration import Acceleration
+    """The named execution, with ``amp`` forced when given."""
+    from dataclasses import replace
 
-    if execution == "fp32":
-        return Acceleration.off()
-    if execution in ("auto", "compiled"):
-        compile_ = "on" if execution == "compiled" else "off"
-        return Acceleration(compile=compile_) if amp is None else Acceleration(amp=amp, compile=compile_)
-    raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+    from napari_ganrec.acceleration import EXECUTIONS as NAMED
+
+    if execution not in NAMED:
+        raise ValueError(f"execution must be one of {tuple(NAMED)}, got {execution!r}")
+    return replace(NAMED[execution], amp=amp) if amp is not None else NAMED[execution]
 
 
 def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage: str = "prior",

@@ -192,7 +192,7 @@ def _time_steps(solver, reps: int, dev) -> float:
 def section_gpu(args):
     """Item 2 of the volume issue: ms per slice-iteration by batch mode and execution, shared vs
     independent batches by quality per second, and a whole ``--gpu-volume``-cubed volume."""
-    from napari_ganrec.acceleration import Acceleration
+    from napari_ganrec.acceleration import EXECUTIONS
     from napari_ganrec.ganrec import GANrecSolver, make_config
     from napari_ganrec.geometry import Geometry
     from napari_ganrec.projector import Projector
@@ -205,9 +205,7 @@ def section_gpu(args):
     dev = torch.device(args.gpu_device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{dev} (smoke run)"
     print(f"Device: {name}, torch {torch.__version__}\n")
-    known = {"fp32": Acceleration.off(), "auto": Acceleration(),
-             "compiled": Acceleration(compile="on")}
-    executions = {k: known[k] for k in args.gpu_executions}
+    executions = {k: EXECUTIONS[k] for k in args.gpu_executions}
     print("| size | batch | mode | stage | execution | ms per iteration | ms per slice-iteration "
           "| peak GPU MB |")
     print("|---|---|---|---|---|---|---|---|")

@@ -43,7 +43,8 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-__all__ = ["Acceleration", "ResolvedAcceleration", "Losses", "CompiledOrEager", "resolve_acceleration"]
+__all__ = ["Acceleration", "ResolvedAcceleration", "Losses", "CompiledOrEager", "resolve_acceleration",
+           "EXECUTIONS"]
 
 _AMP = ("auto", "off", "bf16")
 _SWITCH = ("auto", "off", "on")
@@ -105,6 +106,15 @@ class Acceleration:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Named executions compared by the benchmarks: plain float32, the automatic one, and that plus
+#: ``torch.compile``.
+EXECUTIONS: dict[str, Acceleration] = {
+    "fp32": Acceleration.off(),
+    "auto": Acceleration(),
+    "compiled": Acceleration(compile="on"),
+}
 
 
 @dataclass(frozen=True)

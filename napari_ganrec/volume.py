@@ -600,7 +600,7 @@ class _Convergence:
         if self.count < self.min_iterations or (self.count - self.min_iterations) % self.window:
             return False
         for item in self.pending:
-            value = float(item["l1"]) if not isinstance(item, (int, float)) else float(item)
+            value = float(item["l1"])
             if math.isfinite(value):
                 self.values.append(value)
         self.pending = []

@@ -216,7 +216,8 @@ def test_bad_input(data):
         reconstruct_volume(bad, angles, method="fbp", device="cpu")
 
 
-def test_volume_benchmark_prints_its_tables(capsys):
+def _volume_benchmark():
+    """benchmarks/volume.py as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -224,6 +225,11 @@ def test_volume_benchmark_prints_its_tables(capsys):
     spec = importlib.util.spec_from_file_location("bench_volume", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_volume_benchmark_prints_its_tables(capsys):
+    bench = _volume_benchmark()
     threads = torch.get_num_threads()
     try:
         assert bench.main(["--size", "32", "--slices", "4", "--angles", "24", "--iterations", "6",
@@ -241,13 +247,7 @@ def test_volume_benchmark_prints_its_tables(capsys):
 
 def test_volume_benchmark_gpu_section_runs(capsys):
     """The GPU section (run here on the CPU at tiny sizes) prints every table it promises."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "volume.py"
-    spec = importlib.util.spec_from_file_location("bench_volume", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _volume_benchmark()
     threads = torch.get_num_threads()
     try:
         assert bench.main(["--size", "16", "--slices", "2", "--angles", "12", "--skip-warm",

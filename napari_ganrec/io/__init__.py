@@ -170,7 +170,8 @@ def _npz_first(path):
         return z[keys[0]]
 
 
-def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = None) -> TomoData:
+def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = None,
+              tilt_axis: str | None = None) -> TomoData:
     """Read a projection stack with its angles (degrees), flats, darks and metadata.
 
     Parameters
@@ -185,6 +186,9 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
         read with the same readers.
     format : str, optional
         Force a format (see :func:`detect_format`).
+    tilt_axis : {"auto", "y", "x"}, optional
+        MRC tilt series only: the image axis the tilt axis runs along (default ``"auto"``:
+        detected from the data, y when unclear, see :func:`napari_ganrec.io.mrc.read_mrc`).
 
     Returns
     -------
@@ -218,7 +222,7 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
     elif fmt == "mrc":
         from .mrc import read_mrc
 
-        data = read_mrc(path, angles)
+        data = read_mrc(path, angles, tilt_axis=tilt_axis)
     elif fmt == "tiff":
         from .tiff import read_tiff
 
@@ -238,6 +242,10 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
     else:
         raise ValueError(f"format must be one of dxchange, nxtomo, mrc, tiff, tiff-folder, npy, "
                          f"npz; got {fmt!r}")
+    if tilt_axis not in (None, "auto", "y") and fmt != "mrc":
+        data.close()
+        raise ValueError(f"tilt_axis={tilt_axis!r} is for MRC tilt series; turn other stacks with "
+                         "napari_ganrec.preprocess.orient_axis")
     try:
         if flats is not None:
             data.flats = _check_field(flats, data, path, "flats")
@@ -250,6 +258,9 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
 
 
 def _check_field(field, data: TomoData, path, name: str):
+    from ._common import check_dtype
+
+    check_dtype(getattr(field, "dtype", np.asarray(field).dtype), path, name)
     arr = np.asarray(field, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]

@@ -20,6 +20,7 @@ __all__ = [
     "read_angle_file",
     "check_angles",
     "check_finite_sample",
+    "check_dtype",
     "atomic_paths",
     "check_output_path",
     "to_jsonable",
@@ -193,6 +194,25 @@ def check_angles(angles, n_projections: int, path, units: str | None = None) -> 
             stacklevel=3,
         )
     return a
+
+
+def check_dtype(dtype, path, what: str = "the projections") -> np.dtype:
+    """Refuse what cannot be projections: complex values (the imaginary part would be dropped),
+    booleans (a mask) and non-numeric data. The same rule for every format."""
+    dt = np.dtype(dtype)
+    if dt.kind == "c":
+        raise TomoFormatError(
+            path, f"{what} are complex ({dt}); the imaginary part would be lost. Projections are real: "
+            "convert them first (numpy.abs for a magnitude, .real for the real part)"
+        )
+    if dt.kind == "b":
+        raise TomoFormatError(
+            path, f"{what} are boolean (a mask?), not projections; if 0/1 values are really meant, convert "
+            "them to numbers first (e.g. numpy.float32)"
+        )
+    if dt.kind not in "iuf":
+        raise TomoFormatError(path, f"{what} are not numeric (dtype {dt})")
+    return dt
 
 
 def check_finite_sample(arr, path, what: str = "projections", max_frames: int = 3) -> None:

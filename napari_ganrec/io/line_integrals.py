@@ -232,39 +232,19 @@ def _from_raw(data: TomoData, proj: np.ndarray, rows: slice, kind: DataKind) -> 
             f"normalised say --data transmission, or --data line-integrals when they are after -log "
             f"({_what_to_do(kind)})"
         )
+    from ..preprocess import check_flats_darks
+
     flat = _mean_frame(data.flats, rows)
     dark = _mean_frame(data.darks, rows) if data.darks is not None else np.zeros_like(flat)
     _check_finite(flat, "flats", data, rows)
     _check_finite(dark, "darks", data, rows)
-    if not np.any(flat):
+    try:
+        below, not_above = check_flats_darks(proj, flat, dark, max_bad_fraction=BAD_PIXEL_FRACTION)
+    except ValueError as exc:
         raise NotLineIntegralsError(
-            f"{src}: the flats are all zero in rows {rows.start}:{rows.stop} (no beam when they were "
-            "taken?); give the open-beam images as flats"
-        )
-    span = flat - dark
-    n = span.size
-    not_above = int(np.count_nonzero(span <= 0))
-    if float(np.median(span)) <= 0:
-        raise NotLineIntegralsError(
-            f"{src}: the darks are brighter than the flats in rows {rows.start}:{rows.stop} (median "
-            f"flat {float(np.median(flat)):.6g}, median dark {float(np.median(dark)):.6g}); are flats "
-            "and darks swapped?"
-        )
-    if not_above > BAD_PIXEL_FRACTION * n:
-        raise NotLineIntegralsError(
-            f"{src}: in {not_above} of {n} pixels of rows {rows.start}:{rows.stop} the flat is not "
-            "brighter than the dark; the flats or darks come from another exposure or detector region"
-        )
-    num = proj - dark
-    below = int(np.count_nonzero(num <= 0))
-    if below > BAD_PIXEL_FRACTION * num.size:
-        raise NotLineIntegralsError(
-            f"{src}: {below} of {num.size} raw counts of rows {rows.start}:{rows.stop} are at or below "
-            f"the dark (median projection {float(np.median(proj)):.6g}, median dark "
-            f"{float(np.median(dark)):.6g}); the darks do not belong to these projections (other "
-            "exposure or gain?), or the data are not raw counts: say --data transmission or "
-            "--data line-integrals"
-        )
+            f"{src}: rows {rows.start}:{rows.stop}: {exc}; if the data are not raw counts, say "
+            "--data transmission or --data line-integrals"
+        ) from None
     if below or not_above:
         warnings.warn(
             f"{src}: {below} projection pixel(s) at or below the dark and {not_above} flat pixel(s) not "
@@ -272,6 +252,8 @@ def _from_raw(data: TomoData, proj: np.ndarray, rows: slice, kind: DataKind) -> 
             f"{MIN_TRANSMISSION:g} (line integral {-np.log(MIN_TRANSMISSION):.3g})",
             UserWarning, stacklevel=3,
         )
+    num = proj - dark
+    span = flat - dark
     t = num / np.maximum(span, MIN_TRANSMISSION)
     return _minus_log(t)
 

@@ -113,18 +113,21 @@ def old_fei_header(mrc) -> dict | None:
             "pixel_size": rec[:, 11].astype(np.float64)}
 
 
-def detect_tilt_axis(stack, max_frames: int = 5, margin: float = 1.5) -> tuple[str | None, float]:
+def detect_tilt_axis(stack, max_frames: int = 5, margin: float = 3.0) -> tuple[str | None, float]:
     """Which image axis the tilt axis runs along, from the data: ``("y" | "x" | None, ratio)``.
 
     Summed over the image axis across the tilt axis, a projection keeps its profile along the
     tilt axis at every tilt (the same slab of the sample projects onto the same row), while the
     profile across the axis moves with the tilt. So the axis whose profile varies least across the
     tilts (relative, mean-normalised) is the tilt axis; None when neither varies ``margin`` times
-    less than the other (then the caller decides).
+    less than the other, or when the images are smaller than 8 pixels either way or show fewer than
+    3 tilts (then the caller decides).
     """
     n = stack.shape[0]
+    if min(stack.shape[1:]) < 8:
+        return None, 1.0
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
-    if picks.size < 2:
+    if picks.size < 3:
         return None, 1.0
     frames = np.stack([np.asarray(stack[int(i)], dtype=np.float64) for i in picks])
 

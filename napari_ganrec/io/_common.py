@@ -143,16 +143,25 @@ def read_angle_file(path) -> np.ndarray:
     """Read angles (degrees) from a text side-car: ``.rawtlt``/``.tlt`` (one per line) or any
     whitespace/comma separated list; ``#`` starts a comment.
 
+    The one angle-file parser of the package (``run_inputs.read_angles_file`` calls it).
+
     Raises
     ------
+    FileNotFoundError
+        The file does not exist.
     TomoFormatError
-        When the file is empty or holds something other than numbers.
+        When the file cannot be read, holds no angles, or holds something other than numbers
+        (``problem`` names the line).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"angle file {path} does not exist")
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise TomoFormatError(path, f"cannot be read: {exc.strerror or exc}") from None
     values: list[float] = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
@@ -161,10 +170,10 @@ def read_angle_file(path) -> np.ndarray:
                 values.append(float(tok))
             except ValueError:
                 raise TomoFormatError(
-                    path, f"line {lineno}: {tok!r} is not an angle in degrees"
+                    path, f"line {lineno}: {tok!r} is not a number (an angle in degrees)"
                 ) from None
     if not values:
-        raise TomoFormatError(path, "the angle file is empty")
+        raise TomoFormatError(path, "holds no angles (it is empty, or only comments)")
     return np.asarray(values, dtype=np.float64)
 
 

@@ -198,3 +198,21 @@ def test_cli_warns_when_it_guesses_and_refuses_counts_without_flats(tmp_path, ca
     assert main(["reconstruct", str(tmp_path / "c.npy"), "-o", str(tmp_path / "c.tif"), *args]) == 2
     assert "raw counts need flats" in capsys.readouterr().err
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_cli_flats_and_darks_files_make_raw_counts_readable(tmp_path, capsys):
+    """Counts without flats are refused; --flats/--darks give what a file with flats gives."""
+    proj, flats, darks, _ = raw_stack()
+    h5 = write_dxchange(tmp_path / "r.h5", proj, flats, darks)
+    tifffile.imwrite(tmp_path / "counts.tif", proj.astype(np.uint16), metadata={"angles": list(ANGLES)})
+    np.save(tmp_path / "flats.npy", flats)
+    tifffile.imwrite(tmp_path / "darks.tif", darks)
+    common = ["--method", "fbp", "--device", "cpu", "--center", str(N_DET / 2), "--slices", f"0:{N_ROW}"]
+    assert main(["reconstruct", str(h5), "-o", str(tmp_path / "a.tif"), *common]) == 0
+    assert main(["reconstruct", str(tmp_path / "counts.tif"), "-o", str(tmp_path / "b.tif"), *common,
+                 "--flats", str(tmp_path / "flats.npy"), "--darks", str(tmp_path / "darks.tif")]) == 0
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "b.tif"), tifffile.imread(tmp_path / "a.tif"),
+                               atol=2e-3)
+    assert main(["reconstruct", str(tmp_path / "counts.tif"), "-o", str(tmp_path / "c.tif"), *common,
+                 "--tilt-axis", "x"]) == 2
+    assert "tilt_axis='x' is for MRC" in capsys.readouterr().err

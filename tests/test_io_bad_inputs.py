@@ -198,3 +198,59 @@ def test_layer_with_angles_of_the_wrong_count():
         tomodata_from_layer(np.ones((N_ANG, N_ROW, N_DET)), {"angles_deg": [0, 1, 2]})
     with pytest.raises(ValueError, match="projection stack"):
         tomodata_from_layer(np.ones((2, 2, 2, 2)), {"angles_deg": [0, 1]})
+
+
+# ----------------------------------------------------------------------------- more of our own
+def test_npz_flats_of_the_wrong_shape_or_complex(tmp_path):
+    proj, flats, darks, _ = raw_stack()
+    np.savez(tmp_path / "f.npz", projections=proj, angles=ANGLES, flats=flats[:, :2], darks=darks)
+    with pytest.raises(TomoFormatError, match=r"flats have frames of shape \(2, 16\) but the projections have"):
+        read_tomo(tmp_path / "f.npz")
+    np.savez(tmp_path / "c.npz", projections=proj, angles=ANGLES, flats=flats.astype(np.complex64))
+    with pytest.raises(TomoFormatError, match="flats are complex"):
+        read_tomo(tmp_path / "c.npz")
+
+
+def test_angles_that_are_not_numbers_or_all_equal(tmp_path):
+    proj, _, _, _ = raw_stack()
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f["exchange/data"] = proj
+        f["exchange/theta"] = np.array([b"a"] * N_ANG)
+    with pytest.raises(TomoFormatError, match="t.h5: the angles are not numbers"):
+        read_tomo(tmp_path / "t.h5")
+    np.save(tmp_path / "p.npy", proj)
+    with pytest.raises(TomoFormatError, match="all 12 angles are equal"):
+        read_tomo(tmp_path / "p.npy", angles=np.zeros(N_ANG))
+
+
+def test_one_averaged_flat_frame_in_dxchange(tmp_path):
+    proj, flats, darks, p = raw_stack()
+    path = write_dxchange(tmp_path / "f2.h5", proj, flats.mean(0), darks.mean(0))
+    np.testing.assert_allclose(_read_li(path), p.transpose(1, 0, 2), atol=1e-5)
+
+
+def test_blank_projections_are_not_reconstructed(tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((N_ANG, N_ROW, N_DET), np.float32))
+    with read_tomo(tmp_path / "z.npy", angles=ANGLES) as d, pytest.raises(NotLineIntegralsError, match="all 0"):
+        line_integrals(d)
+
+
+def test_rgb_tiff_is_not_taken_for_projections(tmp_path):
+    rgb = (np.random.default_rng(0).random((32, 24, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    with pytest.raises(TomoFormatError, match="colour images \\(3 samples per pixel"):
+        read_tomo(tmp_path / "rgb.tif", angles=np.arange(32.0) * 5)
+
+
+def test_flats_from_a_tiff_folder(tmp_path):
+    proj, flats, darks, p = raw_stack()
+    folder = tmp_path / "flats"
+    folder.mkdir()
+    for i, f in enumerate(flats):
+        tifffile.imwrite(folder / f"f{i}.tif", f)
+    np.save(tmp_path / "p.npy", proj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = read_tomo(tmp_path / "p.npy", angles=ANGLES, flats=folder, darks=darks)
+    with d:
+        np.testing.assert_allclose(line_integrals(d), p.transpose(1, 0, 2), atol=1e-5)

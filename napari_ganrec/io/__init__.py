@@ -143,7 +143,8 @@ def _load_field(value, name: str):
     if fmt == "tiff-folder":
         from .tiff import read_tiff_folder
 
-        data = read_tiff_folder(path, angles=np.zeros(_n_tiffs(path)))
+        # flats/darks have no angles: distinct placeholder degrees (not all equal, not radian-like)
+        data = read_tiff_folder(path, angles=10.0 * np.arange(_n_tiffs(path), dtype=np.float64))
         return np.asarray(data.projections[:])
     if fmt in ("npy", "npz"):
         from .numpy_io import read_numpy_volume
@@ -249,8 +250,12 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
     try:
         if flats is not None:
             data.flats = _check_field(flats, data, path, "flats")
+        elif isinstance(data.flats, np.ndarray):  # from an archive (.npz): checked like an argument
+            data.flats = _check_field(data.flats, data, path, "flats")
         if darks is not None:
             data.darks = _check_field(darks, data, path, "darks")
+        elif isinstance(data.darks, np.ndarray):
+            data.darks = _check_field(data.darks, data, path, "darks")
     except BaseException:
         data.close()
         raise

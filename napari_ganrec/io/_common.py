@@ -182,7 +182,10 @@ def check_angles(angles, n_projections: int, path, units: str | None = None) -> 
 
     Warns when angles without declared units look like radians.
     """
-    a = np.asarray(angles, dtype=np.float64).ravel()
+    try:
+        a = np.asarray(angles, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise TomoFormatError(path, f"the angles are not numbers (degrees): {exc}") from None
     if a.size != n_projections:
         raise TomoFormatError(
             path,
@@ -190,6 +193,9 @@ def check_angles(angles, n_projections: int, path, units: str | None = None) -> 
         )
     if not np.all(np.isfinite(a)):
         raise TomoFormatError(path, "the angles contain NaN or infinite values")
+    if a.size > 1 and np.ptp(a) == 0:
+        raise TomoFormatError(path, f"all {a.size} angles are equal ({a[0]:g}); give the angle of each "
+                              "projection (degrees)")
     u = (units or "").strip().lower()
     if u in ("rad", "radian", "radians"):
         return np.rad2deg(a)

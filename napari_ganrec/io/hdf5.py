@@ -104,6 +104,15 @@ class _RowView:
         return block[:, rows, :]
 
 
+def _field_frames(ds, proj, single: bool, path, what: str):
+    """Flats or darks: a stack of frames, or one (averaged) 2-D frame of the projections' shape."""
+    ds = _dataset(ds, path, what)
+    if ds.ndim == 2 and not single and tuple(ds.shape) == tuple(proj.shape[1:]):
+        check_dtype(ds.dtype, path, what)
+        return np.asarray(ds[()])[None]
+    return _frames(ds, path, what)[0]
+
+
 def _check_frames(proj, field, path, name):
     if field is not None and tuple(field.shape[1:]) != tuple(proj.shape[1:]):
         raise TomoFormatError(
@@ -161,10 +170,10 @@ def read_dxchange(path, angles=None, *, _file=None) -> TomoData:
         _check_detector(proj, path)
         flats = darks = None
         if "exchange/data_white" in f:
-            flats, _ = _frames(f["exchange/data_white"], path, "/exchange/data_white")
+            flats = _field_frames(f["exchange/data_white"], proj, single, path, "/exchange/data_white")
             _check_frames(proj, flats, path, "flats (/exchange/data_white)")
         if "exchange/data_dark" in f:
-            darks, _ = _frames(f["exchange/data_dark"], path, "/exchange/data_dark")
+            darks = _field_frames(f["exchange/data_dark"], proj, single, path, "/exchange/data_dark")
             _check_frames(proj, darks, path, "darks (/exchange/data_dark)")
         if angles is not None:
             theta = resolve_angles(angles, path, proj.shape[0])

@@ -133,6 +133,11 @@ def _guess(data: TomoData, rows: slice) -> DataKind:
     if finite.size == 0:
         raise NotLineIntegralsError(f"{_source(data)}: the projections hold no finite values")
     lo, hi = float(finite.min()), float(finite.max())
+    if lo == hi:
+        raise NotLineIntegralsError(
+            f"{_source(data)}: the projections sampled are all {lo:g}: nothing to reconstruct (a blank or "
+            "unwritten file?); if that is really so, say what they are with --data"
+        )
     dtype = np.dtype(getattr(data.projections, "dtype", sample.dtype))
     scale = max(abs(lo), abs(hi), 1e-12)
     if lo < -0.05 * scale:

@@ -110,6 +110,9 @@ def _tiff_stack(path):
         first = pages[0]
         shape = tuple(first.shape)
         check_dtype(first.dtype, path)
+        if int(getattr(first, "samplesperpixel", 1)) > 1:
+            raise TomoFormatError(path, f"the pages are colour images ({first.samplesperpixel} samples per pixel, "
+                                  f"shape {shape}), not grey projections; convert them to one channel first")
         meta = _embedded_metadata(tif)
         declared = _declared_shape(meta, tif)
         if declared is not None and len(declared) == 3:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from _io_fixtures import ANGLES, N_ANG, N_DET, N_ROW, raw_stack, write_dxchange
+from _io_fixtures import ANGLES, N_ANG, N_DET, N_ROW, raw_stack, write_dxchange, write_nxtomo
 
 from napari_ganrec.cli import main
 from napari_ganrec.io import (
@@ -131,8 +131,14 @@ def test_layer_reads_like_the_file(tmp_path):
     layer_tomo = tomodata_from_layer(data, kw["metadata"])
     with read_tomo(path) as d:
         np.testing.assert_array_equal(line_integrals(layer_tomo), line_integrals(d))
-    # a pre-processed layer is not corrected twice
-    pre = tomodata_from_layer(p, {"kind": "line_integrals", "angles_deg": ANGLES})
+    # a pre-processed layer is not corrected twice, even with the parent's flats and format still in
+    # its metadata (the pre-processing widget copies the parent's metadata and sets kind)
+    nx = write_nxtomo(tmp_path / "n.nxs", proj, flats, darks)
+    ((_, nkw, _),) = read_layers(str(nx))
+    pre_meta = {**nkw["metadata"], "kind": "line_integrals"}
+    pre = tomodata_from_layer(p, pre_meta)
+    k = resolve_kind(pre)
+    assert k.kind == "line_integrals" and "metadata" in k.reason
     np.testing.assert_array_equal(line_integrals(pre), p.transpose(1, 0, 2))
     with pytest.raises(ValueError, match="no projection angles"):
         tomodata_from_layer(p, {})

@@ -29,8 +29,9 @@ class TomoData:
     metadata : dict
         Everything else: ``source`` (path), ``format``; ``kind`` (``"raw"``, ``"transmission"``,
         ``"line_integrals"`` or ``"reconstruction"``) only where the file says it, with
-        ``kind_reason`` and ``kind_from`` (``"metadata"``: the file's own; ``"format"``: the
-        format's convention, below flats/darks); units, ``pixel_size`` when known, ...
+        ``format_kind`` / ``format_kind_reason`` for what the format's convention says (NXtomo:
+        raw; MRC tilt series: intensities used as they are), which ranks below flats/darks;
+        units, ``pixel_size`` when known, ...
     """
 
     projections: Any

@@ -303,8 +303,8 @@ def read_nxtomo(path, angles=None, *, _file=None) -> TomoData:
             units = _attr_str(rot, "units") or _attr_str(rot, "unit")
             theta = check_angles(all_angles[idx_p], idx_p.size, path, units=units)
         check_finite_sample(proj, path)
-        meta = {"source": str(path), "format": "nxtomo", "kind": "raw", "kind_from": "format",
-                "kind_reason": "NXtomo image_key marks these frames as projections, flats and darks "
+        meta = {"source": str(path), "format": "nxtomo", "format_kind": "raw",
+                "format_kind_reason": "NXtomo image_key marks these frames as projections, flats and darks "
                 "(raw detector counts)", "entry": entry.name,
                 "dataset": ds.name, "n_flats": int(idx_f.size), "n_darks": int(idx_d.size)}
         data = TomoData(proj, theta, flats, darks, meta)

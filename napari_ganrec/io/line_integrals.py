@@ -10,7 +10,7 @@ What the data hold (:func:`resolve_kind`), in this order:
    ``.npz`` metadata, a layer's metadata), e.g. ``"line_integrals"`` written by the pre-processing
    widget. A reconstruction or labels volume is refused.
 3. The file has flats or darks: raw counts.
-4. The format's convention (``metadata["kind"]`` set by the reader with ``kind_from="format"``):
+4. The format's convention (``metadata["format_kind"]``, ``metadata["format_kind_reason"]``):
    NXtomo ``image_key`` frames are raw counts; an MRC tilt series holds electron-microscope
    intensities used as they are (IMOD convention: no flats, no ``-log``).
 5. Otherwise a guess from the values, flagged ``assumed=True`` (callers warn and name ``--data``):
@@ -186,25 +186,24 @@ def resolve_kind(data: TomoData, choice: str = "auto", rows: slice | None = None
         return DataKind(c, f"given: --data {c.replace('_', '-')}", False)
     meta = data.metadata or {}
     declared = meta.get("kind")
-    declared_from = meta.get("kind_from", "metadata")
     if declared in ("reconstruction", "labels"):
         raise NotLineIntegralsError(
             f"{_source(data)}: the file holds a {declared} volume (metadata kind={declared!r}), not "
             "projections; open it as a volume (read_volume), or pass --data if it really is a "
             "projection stack"
         )
-    if declared in KINDS and declared_from != "format":
-        return DataKind(declared, meta.get("kind_reason") or f"the file's metadata says kind={declared!r}",
-                        False)
+    if declared in KINDS:
+        return DataKind(declared, f"the file's metadata says kind={declared!r}", False)
     if data.flats is not None and data.darks is not None:
         return DataKind("raw", "the file has flats and darks", False)
     if data.flats is not None:
         return DataKind("raw", "the file has flats (no darks: dark taken as 0)", False)
     if data.darks is not None:
         return DataKind("raw", "the file has darks (but no flats)", False)
-    if declared in KINDS:
-        return DataKind(declared, meta.get("kind_reason") or f"the {meta.get('format', 'file')} format "
-                        f"holds {declared.replace('_', ' ')}", False)
+    conventional = meta.get("format_kind")
+    if conventional in KINDS:
+        return DataKind(conventional, meta.get("format_kind_reason") or f"the {meta.get('format', 'file')} "
+                        f"format holds {conventional.replace('_', ' ')}", False)
     return _guess(data, _row_slice(rows, data.n_rows))
 
 
@@ -356,7 +355,7 @@ def tomodata_from_layer(data, metadata: Mapping, angles=None) -> TomoData:
         sinogram ``(n_angles, n_det)``.
     metadata : Mapping
         ``layer.metadata``: ``angles_deg`` (or ``angles``), ``flats``, ``darks``, ``kind`` (with
-        ``kind_reason`` / ``kind_from``), ``source``, ... as our reader and the pre-processing
+        ``format_kind``), ``source``, ... as our reader and the pre-processing
         widget write them. A pre-processed layer (``kind="line_integrals"``) is not corrected again.
     angles : array-like, optional
         Angles (degrees) overriding the metadata's.

@@ -154,13 +154,11 @@ def _mrc_kind(path, mrc) -> dict:
 
     side = read_json_sidecar(path)
     if side.get("kind"):
-        return {"kind": side["kind"], "kind_from": "metadata",
-                "kind_reason": f"the side-car {path}.json says kind={side['kind']!r}"}
+        return {"kind": side["kind"]}
     if str(path).lower().endswith(".rec") and mrc.is_volume():
-        return {"kind": "reconstruction", "kind_from": "metadata",
-                "kind_reason": "an IMOD .rec volume (MRC space group of a volume)"}
-    return {"kind": "line_integrals", "kind_from": "format",
-            "kind_reason": "an MRC tilt series (electron tomography): the image intensities are used as "
+        return {"kind": "reconstruction"}  # an IMOD .rec volume (space group of a volume)
+    return {"format_kind": "line_integrals",
+            "format_kind_reason": "an MRC tilt series (electron tomography): the image intensities are used as "
             "projections as they are, without flats or -log (IMOD convention)"}
 
 
@@ -263,7 +261,7 @@ def read_mrc(path, angles=None, tilt_axis: str | None = "auto") -> TomoData:
             lo = min(int(np.asarray(stack[i]).min()) for i in sorted({0, n // 2, n - 1}))
             if lo < -16384:
                 meta["int16_offset"] = -32768
-                meta["kind_reason"] = (meta.get("kind_reason", "") + "; signed 16-bit values down to "
+                meta["format_kind_reason"] = (meta.get("format_kind_reason", "") + "; signed 16-bit values down to "
                                        f"{lo}: intensities stored with an offset of -32768 (FEI), not raw "
                                        "counts: used as they are, never -log'd")
         out = TomoData(stack, theta, None, None, meta)

@@ -187,9 +187,11 @@ def check_angles(angles, n_projections: int, path, units: str | None = None) -> 
     except (TypeError, ValueError) as exc:
         raise TomoFormatError(path, f"the angles are not numbers (degrees): {exc}") from None
     if a.size != n_projections:
+        hint = (f" (if the file should hold {a.size} projections, it is truncated)"
+                if a.size > n_projections else "")
         raise TomoFormatError(
             path,
-            f"{a.size} angles for {n_projections} projections; give one angle per projection",
+            f"{a.size} angles for {n_projections} projections; give one angle per projection{hint}",
         )
     if not np.all(np.isfinite(a)):
         raise TomoFormatError(path, "the angles contain NaN or infinite values")

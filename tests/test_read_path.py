@@ -222,3 +222,22 @@ def test_cli_flats_and_darks_files_make_raw_counts_readable(tmp_path, capsys):
     assert main(["reconstruct", str(tmp_path / "counts.tif"), "-o", str(tmp_path / "c.tif"), *common,
                  "--tilt-axis", "x"]) == 2
     assert "tilt_axis='x' is for MRC" in capsys.readouterr().err
+
+
+def test_guessed_kind_is_the_same_for_one_slice_and_many(tmp_path, capsys):
+    """The auto guess samples the whole detector, not the rows asked for, and the volume source
+    carries the resolved kind (also through pickling, as to a Dask worker)."""
+    import pickle
+
+    p = _line_integrals(peak=0.3, n_row=6)
+    np.save(tmp_path / "w.npy", p)
+    args = ["--angles", f"0:180:{N_ANG}", "--method", "fbp", "--device", "cpu", "--center", str(N_DET / 2)]
+    assert main(["reconstruct", str(tmp_path / "w.npy"), "-o", str(tmp_path / "m.tif"), "--slices", "0:6", *args]) == 0
+    assert main(["reconstruct", str(tmp_path / "w.npy"), "-o", str(tmp_path / "o.tif"), "--slices", "4:5", *args]) == 0
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "o.tif"), tifffile.imread(tmp_path / "m.tif")[4], atol=1e-6)
+    with pytest.warns(UserWarning, match="assumed"):
+        src = PathSource(tmp_path / "w.npy", open_kwargs={"angles": ANGLES})
+    assert src.kind.kind == "line_integrals" and src.kind.assumed
+    again = pickle.loads(pickle.dumps(src))
+    assert again.kind == src.kind
+    np.testing.assert_array_equal(again.read(2, 5), p[:, 2:5].transpose(1, 0, 2))

@@ -62,7 +62,8 @@ def _reference(field, frame_shape, name: str) -> np.ndarray | None:
     return ref
 
 
-def check_flats_darks(projections, flat, dark=None, *, max_bad_fraction: float | None = 0.01) -> tuple[int, int]:
+def check_flats_darks(projections, flat, dark=None, *, max_bad_fraction: float | None = 0.01,
+                      max_below_fraction: float | None = 0.05) -> tuple[int, int]:
     """Refuse flats and darks that cannot normalise ``projections``.
 
     Parameters
@@ -72,8 +73,11 @@ def check_flats_darks(projections, flat, dark=None, *, max_bad_fraction: float |
     flat, dark : numpy.ndarray
         The averaged flat and dark frames ``(n_rows, n_det)`` (dark None: zero).
     max_bad_fraction : float or None
-        Largest fraction of pixels that may be at or below the dark (projections) or have a flat not
-        above the dark before it is an error; None: no limit (only the whole-field checks).
+        Largest fraction of the flat pixels that may be not above the dark (dead pixels) before it
+        is an error; None: no limit (only the whole-field checks).
+    max_below_fraction : float or None
+        Largest fraction of the projection pixels that may be at or below the dark (noise in
+        opaque regions) before it is an error; None: no limit.
 
     Returns
     -------
@@ -105,13 +109,14 @@ def check_flats_darks(projections, flat, dark=None, *, max_bad_fraction: float |
                 f"in {not_above} of {span.size} pixels the flat is not brighter than the dark; the flats or "
                 "darks come from another exposure or detector region"
             )
-        n = int(np.size(projections))
-        if below > max_bad_fraction * n:
-            raise ValueError(
-                f"{below} of {n} raw counts are at or below the dark (median projection "
-                f"{float(np.median(projections)):.6g}, median dark {float(np.median(dark)):.6g}); the darks do "
-                "not belong to these projections (other exposure or gain?), or the data are not raw counts"
-            )
+    n = int(np.size(projections))
+    if max_below_fraction is not None and below > max_below_fraction * n:
+        raise ValueError(
+            f"{below} of {n} raw counts are at or below the dark (median projection "
+            f"{float(np.median(projections)):.6g}, median dark {float(np.median(dark)):.6g}); the darks do "
+            "not belong to these projections (other exposure or gain?), or the data are not raw counts "
+            "(if large opaque regions are really there, crop them away)"
+        )
     return below, not_above
 
 
@@ -176,7 +181,7 @@ def normalize(
     if dark is None:
         dark = np.zeros(frame, dtype=np.float32)
     if flat is not None:
-        below, not_above = check_flats_darks(p, flat, dark, max_bad_fraction=None)
+        below, not_above = check_flats_darks(p, flat, dark, max_bad_fraction=None, max_below_fraction=None)
         if below or not_above:
             warnings.warn(f"normalize: {below} projection pixel(s) at or below the dark and {not_above} flat "
                           f"pixel(s) not above it are floored (transmission >= {min_transmission:g})",

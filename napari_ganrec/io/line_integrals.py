@@ -47,9 +47,11 @@ __all__ = [
 
 KINDS = ("raw", "transmission", "line_integrals")
 DATA_CHOICES = ("auto",) + KINDS
-#: fraction of the pixels of a read that may be below the dark (or flats not above the dark)
-#: before it is an error rather than noise floored with a warning
+#: fraction of the flat pixels of a read that may be not above the dark (dead pixels), and of the
+#: projection pixels that may be at or below it (noise in opaque regions), before it is an error
+#: rather than pixels floored with a warning; also the fraction of "transmission" values <= 0
 BAD_PIXEL_FRACTION = 0.01
+BELOW_DARK_FRACTION = 0.05
 MIN_TRANSMISSION = 1e-6
 
 
@@ -243,7 +245,8 @@ def _from_raw(data: TomoData, proj: np.ndarray, rows: slice, kind: DataKind) -> 
     _check_finite(flat, "flats", data, rows)
     _check_finite(dark, "darks", data, rows)
     try:
-        below, not_above = check_flats_darks(proj, flat, dark, max_bad_fraction=BAD_PIXEL_FRACTION)
+        below, not_above = check_flats_darks(proj, flat, dark, max_bad_fraction=BAD_PIXEL_FRACTION,
+                                             max_below_fraction=BELOW_DARK_FRACTION)
     except ValueError as exc:
         raise NotLineIntegralsError(
             f"{src}: rows {rows.start}:{rows.stop}: {exc}; if the data are not raw counts, say "

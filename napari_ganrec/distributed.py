@@ -38,13 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from .geometry import validate_rows
 from .io._common import sidecar_path, to_jsonable, write_json
 from .io.hdf5 import VOLUME_ATTR
 from .volume import (
     ArraySource,
     NpySource,
     SinogramSource,
-    _resolve_rows,
     as_source,
     iter_volume,
     slab_ranges,
@@ -462,7 +462,7 @@ def run_distributed(
             raise ValueError(f"{bad!r} cannot be passed to run_distributed")
     src = _prepare_source(source, work, n_slices, angles)
     ang = source_angles(src, angles)
-    start, stop = _resolve_rows(rows, src.n_slices)
+    start, stop = validate_rows(rows, src.n_slices)
     # validate the remaining options here, before any worker starts
     check = iter_volume(src, ang, rows=(start, start + 1), method=method, iterations=iterations,
                         warm_iterations=warm_iterations, **volume_kwargs)

@@ -263,7 +263,8 @@ def _is_lazy(data) -> bool:
             and hasattr(data, "__getitem__"))
 
 
-def _write(path, data, meta: dict, overwrite: bool, name: str, compression=None, attrs=None) -> Path:
+def _write(path, data, meta: dict, overwrite: bool, name: str, compression=None, attrs=None,
+           sidecar: bool = True) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
@@ -275,7 +276,7 @@ def _write(path, data, meta: dict, overwrite: bool, name: str, compression=None,
                          f"got shape {arr.shape}")
     if not isinstance(arr, SliceBlocks) and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"cannot write {path}: the data contain NaN or infinite values")
-    with_sidecar = suffix in (".tif", ".tiff", ".npy", ".mrc", ".rec")
+    with_sidecar = sidecar and suffix in (".tif", ".tiff", ".npy", ".mrc", ".rec")
     targets = [path, sidecar_path(path)] if with_sidecar else [path]
     with atomic_paths(*targets, overwrite=overwrite) as tmps:
         if suffix in (".tif", ".tiff"):
@@ -347,9 +348,13 @@ def write_volume(path, data, metadata: dict | None = None, overwrite: bool = Fal
     return _write(path, arr, _full_metadata(metadata, "reconstruction"), overwrite, dataset, attrs=attrs)
 
 
-def write_labels(path, labels, metadata: dict | None = None, overwrite: bool = False) -> Path:
+def write_labels(path, labels, metadata: dict | None = None, overwrite: bool = False, *,
+                 sidecar: bool = True) -> Path:
     """Write integer labels (e.g. pores) or a mask (bool), losslessly compressed for TIFF; see
-    :func:`write_volume`. They are stored as the smallest unsigned type that holds them."""
+    :func:`write_volume`. They are stored as the smallest unsigned type that holds them.
+
+    ``sidecar=False`` leaves out the ``path.json`` side-car of TIFF, ``.npy`` and MRC files (TIFF
+    keeps the metadata in the file)."""
     arr = np.asarray(labels)
     if arr.dtype.kind not in "iub":
         raise ValueError(f"cannot write {path}: labels must be integers, got dtype {arr.dtype}")
@@ -358,7 +363,7 @@ def write_labels(path, labels, metadata: dict | None = None, overwrite: bool = F
     top = int(arr.max(initial=0))
     arr = arr.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
     return _write(path, arr, _full_metadata(metadata, "labels"), overwrite, "labels",
-                  compression="zlib")
+                  compression="zlib", sidecar=sidecar)
 
 
 def read_volume(path):

@@ -17,6 +17,11 @@ def _particle_gen(volume, threshold, closing, connectivity, chunk, bins, labels_
     thr = threshold
     if isinstance(threshold, str):
         vr = yield from _scaled(_value_range(volume, chunk), 0.0, 0.1)
+        if vr[0] == vr[1]:
+            raise ValueError(
+                f"the volume is constant (every voxel is {vr[0]:.6g}): there is no contrast for an automatic "
+                f"particle threshold ({threshold!r}); check that the input is the reconstruction"
+            )
         counts, edges = yield from _scaled(_histogram_gen(volume, None, bins, vr, chunk), 0.1, 0.3)
         thr = threshold_from_histogram(counts, edges, threshold)
     thr = float(thr)

@@ -162,7 +162,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from .io import read_tomo
 
     with read_tomo(args.input, angles=_angles_argument(args)) as data:
-        angles = validate_angles(data.angles, tomographic=True)
+        angles = validate_angles(data.angles, tomographic=True, warn_radians=False)  # the reader warned
         rows = parse_slices(args.slices, data.n_rows)
         check_output(args.output, rows.stop - rows.start, args.overwrite)
         kind = _data_kind(args.data, data, rows)

@@ -23,6 +23,7 @@ __all__ = [
     "validate_rows",
     "validate_seed",
     "validate_weight",
+    "validate_out",
     "looks_like_radians",
     "MAX_SEED",
     "angles_from_range",
@@ -116,6 +117,8 @@ def validate_angles(
         When the angles look like radians (all within +-2*pi while more than two are given), and
         (``tomographic``) when some angle is repeated.
     """
+    if angles is None:
+        raise ValueError(f"{name} are required: one angle per projection, in degrees; got None")
     try:
         a = np.asarray(angles, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -178,6 +181,13 @@ def validate_sinogram(sinogram, name: str = "sinogram") -> np.ndarray:
     ValueError
         Wrong number of dimensions, empty axes, a detector narrower than 2 pixels, or NaN/inf.
     """
+    if sinogram is None:
+        raise ValueError(f"{name} is None; give an array of line integrals (n_angles, n_det)")
+    if isinstance(sinogram, (str, bytes)) or hasattr(sinogram, "__fspath__"):
+        raise ValueError(
+            f"{name} must be an array, got the path {str(sinogram)!r}; read files with "
+            "napari_ganrec.io.read_tomo(path).sinograms()"
+        )
     try:
         s = np.asarray(sinogram)
     except Exception as exc:  # noqa: BLE001 - anything numpy cannot read is a bad argument
@@ -326,6 +336,8 @@ def validate_rows(rows, n_slices: int, name: str = "rows") -> tuple[int, int]:
         A step other than 1, non-integer bounds, or a range that is empty or leaves the data.
     """
     n_slices = int(n_slices)
+    if n_slices < 1:
+        raise ValueError(f"the data hold no slice (0 rows), so {name} cannot select any; check the input's shape")
     if rows is None:
         return 0, n_slices
     if isinstance(rows, slice):
@@ -349,6 +361,26 @@ def validate_rows(rows, n_slices: int, name: str = "rows") -> tuple[int, int]:
             f"{n_slices} (negative or past-the-end bounds are not clipped)"
         )
     return start, stop
+
+
+def validate_out(out, name: str = "out") -> None:
+    """Check an output array given by the caller: ``None``, or one that holds floats (an integer
+    array would truncate the reconstruction silently).
+
+    Raises
+    ------
+    ValueError
+        Not array-like, or not of a floating-point type.
+    """
+    if out is None:
+        return
+    dtype = getattr(out, "dtype", None)
+    if dtype is None or not hasattr(out, "shape") or not hasattr(out, "__setitem__"):
+        raise ValueError(f"{name} must be a writable array (numpy, memory map, Zarr), got {type(out).__name__}")
+    if np.dtype(dtype).kind != "f":
+        raise ValueError(
+            f"{name} holds {np.dtype(dtype)}, which would truncate the reconstruction; give a float32 array"
+        )
 
 
 def circle_mask(n: int, radius: float | None = None) -> np.ndarray:
@@ -383,8 +415,9 @@ class Geometry:
     @classmethod
     def create(cls, angles, n_det: int, center: float | None = None) -> Geometry:
         """Build a geometry from an angle array and a centre (``None``: ``n_det / 2``), validating
-        both."""
-        a = validate_angles(angles)
+        both. Angles that look like radians are not warned about here: the public functions that
+        take angles from the user do that, once."""
+        a = validate_angles(angles, warn_radians=False)
         return cls(tuple(float(x) for x in a), int(n_det), center)
 
     @property

@@ -46,6 +46,7 @@ from .geometry import (
     Geometry,
     circle_mask,
     validate_angles,
+    validate_out,
     validate_rows,
     validate_seed,
     validate_sinogram,
@@ -893,6 +894,7 @@ def reconstruct_volume(
     >>> vol = reconstruct_volume(sinos, angles, iterations=1000, warm_iterations=100, tol=1e-3)
     """
     kwargs.setdefault("progress_every", None)
+    validate_out(out)
     result = out
     for rec in iter_volume(sinograms, angles, rows, **kwargs):
         if not rec.finished:

@@ -262,3 +262,47 @@ def test_cli_output_that_is_a_folder(stack_file, tmp_path, capsys):
     (tmp_path / "out.tif").mkdir()
     assert _cli(stack_file, tmp_path, "--angles", "0:120", out="out.tif") == 2
     assert "is a folder; give a file name" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- more cases
+def test_radians_warn_once_and_still_reconstruct(sino):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _rec(sino, np.deg2rad(ANGLES))
+        reconstruct_volume(np.stack([sino, sino]), np.deg2rad(ANGLES), method="fbp", device="cpu")
+    radians = [w for w in caught if "look like radians" in str(w.message)]
+    assert len(radians) == 2  # one per call
+
+
+def test_an_empty_stack_is_refused_not_returned_as_none(sino):
+    with pytest.raises(ValueError, match="the data hold no slice"):
+        reconstruct_volume(np.zeros((0, 30, 32), np.float32), ANGLES, method="fbp", device="cpu")
+
+
+def test_an_integer_out_array_is_refused_before_it_truncates(sino):
+    out = np.zeros((2, 32, 32), np.int32)
+    with pytest.raises(ValueError, match="out holds int32, which would truncate"):
+        reconstruct_volume(np.stack([sino, sino]), ANGLES, method="fbp", device="cpu", out=out)
+    good = np.zeros((2, 32, 32), np.float32)
+    reconstruct_volume(np.stack([sino, sino]), ANGLES, method="fbp", device="cpu", out=good)
+    assert np.allclose(good[1], _rec(sino, ANGLES), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("scan.npy", "must be an array, got the path 'scan.npy'; read files with napari_ganrec.io.read_tomo"),
+        (None, "sinogram is None"),
+        (np.ones(32), "must be 2-D .n_angles, n_det. or 3-D"),
+        (np.ones((30, 1)), "detector of 1 pixel"),
+        (np.ones((30, 32), np.complex64), "must be real"),
+    ],
+)
+def test_bad_sinograms_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        _rec(bad, ANGLES)
+
+
+def test_missing_angles_are_named(sino):
+    with pytest.raises(ValueError, match="angles are required: one angle per projection, in degrees; got None"):
+        _rec(sino, None)

@@ -41,6 +41,7 @@ import numpy as np
 from .geometry import validate_rows
 from .io import write_volume
 from .io._common import atomic_write, atomic_write_bytes, remove_stale_temps
+from .io.zarr_store import PARAMS_KEY, open_slice_store, record_metadata, write_slices
 from .volume import (
     ArraySource,
     NpySource,
@@ -59,7 +60,6 @@ OUTPUT_SUFFIXES = ASSEMBLE_SUFFIXES + (".zarr",)
 _STORE = "volume.zarr"
 _SEED = "seed_state.pt"
 _DONE = "done"
-_META_KEY = "napari_ganrec"
 
 
 @dataclass
@@ -191,7 +191,6 @@ def _seed_task(spec: dict) -> str:
 def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
     """Reconstruct one slab, write its slices into the Zarr store, then its done-marker."""
     import torch
-    import zarr
 
     marker = Path(spec["marker"])
     if marker.exists():
@@ -202,7 +201,6 @@ def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
     if seed_path is not None:
         kwargs["warm_start"] = torch.load(seed_path, weights_only=False)
         kwargs["first_iterations"] = spec["restart_iterations"]
-    arr = zarr.open_array(spec["store"], mode="r+")
     offset = spec["offset"]
     a, b = spec["start"], spec["stop"]
     iterations = 0
@@ -210,8 +208,7 @@ def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
         for rec in iter_volume(spec["source"], spec["angles"], rows=(a, b), progress_every=None,
                                **kwargs):
             if rec.finished:
-                lo = rec.indices[0] - offset
-                arr[lo:lo + len(rec.indices)] = rec.images
+                write_slices(spec["store"], rec.indices[0] - offset, rec.images)
                 iterations += rec.iteration * len(rec.indices)
     spec["source"].close()
     worker = ""
@@ -252,37 +249,13 @@ def assemble(store, out_path, dataset: str = "volume", overwrite: bool = False,
     if out.suffix.lower() not in ASSEMBLE_SUFFIXES:
         raise ValueError(f"out_path must end in one of {', '.join(ASSEMBLE_SUFFIXES)}, got {out}")
     arr = zarr.open_array(str(store), mode="r")
-    params = arr.attrs.get(_META_KEY)
+    params = arr.attrs.get(PARAMS_KEY)
     return write_volume(out, arr, metadata, overwrite=overwrite, dataset=dataset, chunk=chunk,
-                        attrs=None if params is None else {_META_KEY: json.dumps(params)})
+                        attrs=None if params is None else {PARAMS_KEY: json.dumps(params)})
 
 
 # ---------------------------------------------------------------------------------------------
 # the driver
-def _open_store(store: Path, shape, params: dict, overwrite: bool):
-    import zarr
-
-    if store.exists():
-        try:
-            arr = zarr.open_array(str(store), mode="r+")
-            old = arr.attrs.get(_META_KEY)
-        except Exception:  # noqa: BLE001 - a broken store is treated as a mismatch
-            arr, old = None, None
-        if arr is not None and old == params and tuple(arr.shape) == tuple(shape):
-            return arr, True
-        if not overwrite:
-            raise ValueError(
-                f"{store} holds a run with other parameters or input; pass overwrite=True to start "
-                "afresh, or choose another output"
-            )
-        shutil.rmtree(store)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    arr = zarr.open_array(str(store), mode="w-", shape=tuple(shape), chunks=(1,) + tuple(shape[1:]),
-                          dtype="float32", fill_value=0.0)
-    arr.attrs[_META_KEY] = params
-    return arr, False
-
-
 def _prepare_source(source, work: Path, n_slices: int | None, angles) -> SinogramSource:
     src = as_source(source, n_slices=n_slices, angles=angles)
     if isinstance(src, ArraySource) and isinstance(src.array, np.ndarray):
@@ -447,7 +420,7 @@ def run_distributed(
             )
         shutil.rmtree(work / _DONE, ignore_errors=True)
         (work / _SEED).unlink(missing_ok=True)
-    _open_store(store, (stop - start, src.n_det, src.n_det), params, overwrite)
+    open_slice_store(store, (stop - start, src.n_det, src.n_det), params, overwrite)
     atomic_write_bytes(params_file, json.dumps(params).encode())
     (work / _DONE).mkdir(exist_ok=True)
 
@@ -495,6 +468,8 @@ def run_distributed(
 
     if store != out:
         assemble(store, out, dataset=dataset, overwrite=overwrite, metadata=metadata)
+    elif metadata:
+        record_metadata(store, metadata)
     if not keep_parts:
         shutil.rmtree(work, ignore_errors=True)
     return out

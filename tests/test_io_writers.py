@@ -243,7 +243,21 @@ def test_every_write_goes_through_io():
         if "io" in path.relative_to(root).parts[:1]:
             continue
         text = path.read_text()
-        for pattern in (r"os\.replace\(", r"mkstemp\(", r"\.tmp-\{"):
+        for pattern in (r"os\.replace\(", r"mkstemp\(", r"\.tmp-\{", r"zarr\.open_array\([^)]*mode=\"(w|r\+)"):
             if re.search(pattern, text):
                 offenders.append(f"{path.relative_to(root)}: {pattern}")
     assert offenders == []
+
+
+def test_a_zarr_output_records_its_metadata(tmp_path):
+    import zarr
+
+    from napari_ganrec.distributed import run_distributed
+    from napari_ganrec.io.zarr_store import METADATA_KEY, PARAMS_KEY
+
+    sinos = np.random.default_rng(0).random((3, 12, 16)).astype(np.float32)
+    out = run_distributed(sinos, tmp_path / "v.zarr", np.linspace(0, 180, 12, endpoint=False), method="fbp",
+                          workers=0, device="cpu", metadata=META)
+    arr = zarr.open_array(str(out), mode="r")
+    assert arr.shape == (3, 16, 16)
+    assert arr.attrs[METADATA_KEY]["center"] == META["center"] and arr.attrs[PARAMS_KEY]["method"] == "fbp"

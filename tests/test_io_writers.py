@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,3 +262,42 @@ def test_a_zarr_output_records_its_metadata(tmp_path):
     arr = zarr.open_array(str(out), mode="r")
     assert arr.shape == (3, 16, 16)
     assert arr.attrs[METADATA_KEY]["center"] == META["center"] and arr.attrs[PARAMS_KEY]["method"] == "fbp"
+
+
+def test_kill_9_during_a_chunked_write_then_the_next_write_cleans_up(tmp_path):
+    """A real kill: the writer dies inside write_volume; its temporary file is removed by the next run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    flag = tmp_path / "started"
+    script = f"""
+import time, numpy as np, pathlib
+from napari_ganrec.io import write_volume
+
+class Slow:
+    shape, dtype = (40, 16, 16), np.dtype("float32")
+    def __getitem__(self, key):
+        pathlib.Path({str(flag)!r}).touch()
+        time.sleep(0.5)
+        return np.ones((len(range(*key.indices(40))), 16, 16), np.float32)
+
+write_volume({str(tmp_path / "vol.tif")!r}, Slow(), {{}}, chunk=2)
+"""
+    root = Path(napari_ganrec.__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root)
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), "the writer did not start"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".vol.tif.tmp-")]
+    assert left and not (tmp_path / "vol.tif").exists()
+    write_volume(tmp_path / "vol.tif", np.zeros((2, 16, 16), np.float32), META)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vol.tif.tmp-")]
+    assert read_volume(tmp_path / "vol.tif")[0].shape == (2, 16, 16)

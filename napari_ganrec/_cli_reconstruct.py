@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-__all__ = ["register", "parse_angles", "parse_slices", "run_reconstruct"]
+__all__ = ["register", "parse_angles", "parse_slices", "run_reconstruct", "check_output"]
 
 
 def register(subparsers) -> None:
@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--slices", help="row range A:B of a projection stack (default: all)")
     p.add_argument("--center", default="auto", help="centre of rotation in pixels, or 'auto' (default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:N")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the network initialisation (0 to 2**63-1), or 'random' (recorded in the metadata)")
     p.add_argument("--preset", default="default", help="GANrec preset: default, paper, fast")
     p.add_argument("--tv-weight", type=float, default=None,
                    help="TV weight: of method tv (default 0.03), or of GANrec's prior (default: the preset's)")
@@ -76,8 +77,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_reconstruct)
 
 
+def _seed(text: str) -> int:
+    """``--seed``: an integer from 0 to 2**63-1, or ``random`` (drawn here, then recorded)."""
+    import secrets
+
+    from .geometry import MAX_SEED, validate_seed
+
+    if text.strip().lower() == "random":
+        return secrets.randbelow(MAX_SEED + 1)
+    try:
+        return validate_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63-1, or 'random'; got {text!r}") from None
+
+
 def parse_angles(text: str, n_projections: int) -> np.ndarray:
-    """``"START:STOP[:N]"`` -> angles in degrees; ``N`` must equal ``n_projections``."""
+    """``"START:STOP[:N]"`` -> angles in degrees; ``N`` must equal ``n_projections``.
+
+    A range within +-2*pi (``0:3.1416``) is refused: it is radians given as degrees.
+    """
     from .geometry import angles_from_range
 
     parts = text.split(":")
@@ -90,6 +108,11 @@ def parse_angles(text: str, n_projections: int) -> np.ndarray:
         raise ValueError(f"--angles must be numbers START:STOP[:N], got {text!r}") from None
     if count != n_projections:
         raise ValueError(f"--angles asks for {count} angles but the input has {n_projections} projections")
+    if start != stop and max(abs(start), abs(stop)) <= 2 * np.pi + 1e-6:
+        raise ValueError(
+            f"--angles {text!r} spans only {abs(stop - start):.4g} degrees and stays within 2*pi: this looks like "
+            f"radians; --angles takes degrees (e.g. --angles {np.rad2deg(start):.4g}:{np.rad2deg(stop):.4g})"
+        )
     return angles_from_range(start, stop, count)
 
 
@@ -103,8 +126,10 @@ def parse_slices(text: str | None, n_rows: int) -> slice:
         raise ValueError(f"--slices must be A:B (integers), got {text!r}") from None
     a = 0 if a is None else a
     b = n_rows if b is None else b
+    if 0 <= a and b <= n_rows and b <= a:
+        raise ValueError(f"--slices {text!r} selects no row: give A < B (the input has {n_rows} rows)")
     if not (0 <= a < b <= n_rows):
-        raise ValueError(f"--slices {text!r} is outside the {n_rows} rows of the input")
+        raise ValueError(f"--slices {text!r} is outside the {n_rows} rows of the input (0:{n_rows})")
     return slice(a, b)
 
 
@@ -152,11 +177,13 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     slice, a resumable chunked store beside the output, input read lazily): in this process by
     default, on a local Dask cluster with ``--workers N``, or on ``--scheduler ADDRESS``.
     """
+    from .geometry import validate_angles
     from .io import line_integrals, read_tomo
 
     with read_tomo(args.input, **_read_options(args, _angles_argument(args))) as data:
-        angles = np.asarray(data.angles, dtype=np.float64)
+        angles = validate_angles(data.angles, tomographic=True, warn_radians=False)  # the reader warned
         rows = parse_slices(args.slices, data.n_rows)
+        check_output(args.output, rows.stop - rows.start, args.overwrite)
         kind = _data_kind(args.data, data, rows)
         if kind.assumed:
             print(f"napari-ganrec reconstruct: warning: {kind.reason}; if that is wrong, say what {args.input} "
@@ -255,11 +282,43 @@ def _data_kind(choice: str, data, rows: slice | None = None):
 
 def _resolve_center(text: str | None, sinogram: np.ndarray, angles: np.ndarray) -> float:
     """``None``/``"auto"`` -> automatic centre of ``sinogram`` (the middle slice); a number -> it."""
+    from .geometry import validate_center
+
     if text is None or str(text).lower() == "auto":
         from .center import find_center
 
-        return float(find_center(sinogram, angles))
+        return validate_center(float(find_center(sinogram, angles)), sinogram.shape[-1], automatic=True)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"--center must be 'auto' or a number of pixels, got {text!r}") from None
+    return validate_center(value, sinogram.shape[-1], name="--center")
+
+
+def check_output(path, n_slices: int, overwrite: bool) -> None:
+    """Check ``-o`` before any work: a known type for this many slices, not an existing file (unless
+    ``--overwrite``), not a folder; a missing parent folder is created (as for several slices).
+
+    Raises
+    ------
+    ValueError, FileExistsError, IsADirectoryError
+        Naming the path and what to do.
+    """
+    from pathlib import Path
+
+    from .distributed import OUTPUT_SUFFIXES
+    from .io import WRITE_SUFFIXES
+
+    out = Path(path)
+    suffixes = WRITE_SUFFIXES if n_slices == 1 else OUTPUT_SUFFIXES
+    if out.is_dir() and out.suffix.lower() != ".zarr":
+        raise IsADirectoryError(f"-o {out} is a folder; give a file name such as {out / 'rec.tif'}")
+    if out.suffix.lower() not in suffixes:
+        kind = "one slice" if n_slices == 1 else f"{n_slices} slices"
+        raise ValueError(f"-o {out}: unknown output type {out.suffix or '(none)'!r} for {kind}; "
+                         f"use one of {', '.join(suffixes)}")
+    if out.exists() and not overwrite and out.suffix.lower() != ".zarr":  # a .zarr store may be resumed
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True)
+        print(f"created folder {out.parent}")

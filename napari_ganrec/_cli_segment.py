@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "run", "read_volume"]
+__all__ = ["register", "run", "read_volume", "check_outputs"]
 
 
 def _threshold(text: str):
@@ -50,7 +50,7 @@ def register(subparsers) -> argparse.ArgumentParser:
             "table. Writes a label TIFF (0 = no pore) and optionally the pore table as CSV."
         ),
     )
-    p.add_argument("input", type=Path, help="reconstructed volume (TIFF stack or .npy), z-y-x")
+    p.add_argument("input", type=Path, help="reconstructed volume (TIFF stack, .npy, .h5, .npz or .mrc), z-y-x")
     p.add_argument("-o", "--output", type=Path, required=True, help="label volume to write (TIFF)")
     p.add_argument("--csv", type=Path, help="pore table to write (CSV)")
     p.add_argument("--mask", type=Path, help="particle mask to write (uint8 TIFF)")
@@ -94,40 +94,83 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def read_volume(path: Path):
-    """A 3-D volume from a TIFF (memory-mapped when the file allows) or ``.npy`` file."""
+    """A 3-D volume from a TIFF or ``.npy`` file (memory-mapped when the file allows), or from the
+    other outputs of ``napari-ganrec reconstruct`` (HDF5, ``.npz``, MRC; read whole).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        An empty or unreadable file, an unknown type, or not a 3-D volume.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"input {path} is empty (0 bytes)")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        vol = np.load(path, mmap_mode="r")
+        try:
+            vol = np.load(path, mmap_mode="r")
+        except ValueError as exc:
+            raise ValueError(f"input {path} is not a readable .npy volume: {exc}") from None
     elif suffix in (".tif", ".tiff"):
         import tifffile
 
         try:
             vol = tifffile.memmap(path, mode="r")
         except ValueError:  # compressed or tiled: read it
-            vol = tifffile.imread(path)
+            try:
+                vol = tifffile.imread(path)
+            except Exception as exc:  # noqa: BLE001 - any tifffile failure is a bad input file
+                raise ValueError(f"input {path} is not a readable TIFF: {exc}") from None
+    elif suffix in (".h5", ".hdf5", ".hdf", ".nxs", ".npz", ".mrc", ".rec"):
+        from .io import read_volume as read_any  # what `napari-ganrec reconstruct` writes (read whole)
+
+        vol = read_any(path)[0]
     else:
-        raise ValueError(f"input {path}: expected a .tif/.tiff or .npy volume")
+        raise ValueError(f"input {path}: expected a volume in .tif/.tiff, .npy, .npz, .h5/.hdf5/.nxs or .mrc")
     vol = np.squeeze(vol) if vol.ndim > 3 else vol
     if vol.ndim != 3:
         raise ValueError(f"input {path}: expected a 3-D volume (z, y, x), got shape {vol.shape}")
     return vol
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Check every output before the long work, not after it: label and mask files are TIFF,
+    all differ from each other and from the input, none exists unless ``--overwrite``; a missing
+    folder is created (as ``napari-ganrec reconstruct`` does).
+
+    Raises
+    ------
+    ValueError, FileExistsError
+        Naming the file and what to do.
+    """
+    outputs = [p for p in (args.output, args.csv, args.mask) if p is not None]
+    if len({p.resolve() for p in outputs}) != len(outputs):
+        raise ValueError("output, --csv and --mask must be different files")
+    for flag, p in (("-o", args.output), ("--mask", args.mask)):
+        if p is not None and p.suffix.lower() not in (".tif", ".tiff"):
+            raise ValueError(f"{flag} {p}: labels and masks are written as TIFF; give a .tif or .tiff name")
+    for p in outputs:
+        if Path(args.input).exists() and p.resolve() == Path(args.input).resolve():
+            raise ValueError(f"{p} is the input volume; write the results to another file (even with --overwrite)")
+        if p.is_dir():
+            raise IsADirectoryError(f"{p} is a folder; give a file name")
+        if p.exists() and not args.overwrite:
+            raise FileExistsError(f"{p} exists; pass --overwrite to replace it")
+    for p in outputs:
+        if not p.parent.exists():
+            p.parent.mkdir(parents=True)
+            print(f"created folder {p.parent}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``segment`` sub-command; returns the exit status."""
     from . import segment as sg
 
-    outputs = [p for p in (args.output, args.csv, args.mask) if p is not None]
-    if len({p.resolve() for p in outputs}) != len(outputs):
-        raise ValueError("output, --csv and --mask must be different files")
-    for p in outputs:  # fail before the long work, not after it
-        if p.exists() and not args.overwrite:
-            raise FileExistsError(f"{p} exists; pass --overwrite to replace it")
-        if not p.parent.exists():
-            raise FileNotFoundError(f"folder {p.parent} does not exist")
+    check_outputs(args)
     volume = read_volume(args.input)
 
     def progress(rec) -> None:

@@ -17,7 +17,7 @@ import torch
 from .acceleration import Acceleration, resolve_acceleration
 from .classical import FILTERS, fbp, sirt_iter, tv_iter
 from .ganrec import GANrecConfig, GANrecSolver, SolverState, make_config
-from .geometry import Geometry, circle_mask, validate_angles, validate_sinogram
+from .geometry import Geometry, circle_mask, validate_angles, validate_seed, validate_sinogram, validate_weight
 from .projector import Projector, resolve_device
 
 __all__ = ["METHODS", "Step", "reconstruct", "iter_reconstruct"]
@@ -71,7 +71,7 @@ def _check_common(sinogram, angles, iterations, preview_every, method):
     squeeze = sino.ndim == 2
     if squeeze:
         sino = sino[None]
-    ang = validate_angles(angles, n_angles=sino.shape[1])
+    ang = validate_angles(angles, n_angles=sino.shape[1], n_det=sino.shape[-1], tomographic=True)
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     if isinstance(preview_every, bool) or not isinstance(preview_every, (int, np.integer)) or preview_every < 1:
@@ -151,6 +151,7 @@ def iter_reconstruct(
         Bad shapes, angle counts, NaN/inf, empty input, non-positive iterations, unknown options.
     """
     sino, ang, squeeze = _check_common(sinogram, angles, iterations, preview_every, method)
+    seed, tv_weight = validate_seed(seed), validate_weight(tv_weight)
     if filter_name not in FILTERS:
         raise ValueError(f"filter_name must be one of {FILTERS}, got {filter_name!r}")
     if method == "ganrec" and tv_weight is not None:

@@ -38,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from .io._common import sidecar_path, to_jsonable, write_json
-from .io.hdf5 import VOLUME_ATTR
+from .geometry import validate_rows
+from .io import write_volume
+from .io._common import atomic_write, atomic_write_bytes, remove_stale_temps
+from .io.zarr_store import PARAMS_KEY, open_slice_store, record_metadata, write_slices
 from .volume import (
     ArraySource,
     NpySource,
     SinogramSource,
-    _resolve_rows,
     as_source,
     iter_volume,
     slab_ranges,
@@ -53,11 +54,12 @@ from .volume import (
 
 __all__ = ["SlabDone", "run_distributed", "assemble", "OUTPUT_SUFFIXES"]
 
-OUTPUT_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".nxs", ".npy", ".zarr")
+# outputs written slab by slab (never the whole volume in memory), and the chunked store itself
+ASSEMBLE_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hdf", ".nxs", ".npy")
+OUTPUT_SUFFIXES = ASSEMBLE_SUFFIXES + (".zarr",)
 _STORE = "volume.zarr"
 _SEED = "seed_state.pt"
 _DONE = "done"
-_META_KEY = "napari_ganrec"
 
 
 @dataclass
@@ -91,16 +93,7 @@ class SlabDone:
 
 
 # ---------------------------------------------------------------------------------------------
-# small file helpers
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
+# small file helpers (every write goes through napari_ganrec.io: atomic, with the user's umask)
 def _marker(work: Path, a: int, b: int) -> Path:
     return work / _DONE / f"slab_{a:06d}_{b:06d}.json"
 
@@ -190,7 +183,7 @@ def _seed_task(spec: dict) -> str:
             pass
     buf = io.BytesIO()
     torch.save(states[-1], buf)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     spec["source"].close()
     return str(path)
 
@@ -198,7 +191,6 @@ def _seed_task(spec: dict) -> str:
 def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
     """Reconstruct one slab, write its slices into the Zarr store, then its done-marker."""
     import torch
-    import zarr
 
     marker = Path(spec["marker"])
     if marker.exists():
@@ -209,7 +201,6 @@ def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
     if seed_path is not None:
         kwargs["warm_start"] = torch.load(seed_path, weights_only=False)
         kwargs["first_iterations"] = spec["restart_iterations"]
-    arr = zarr.open_array(spec["store"], mode="r+")
     offset = spec["offset"]
     a, b = spec["start"], spec["stop"]
     iterations = 0
@@ -217,8 +208,7 @@ def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
         for rec in iter_volume(spec["source"], spec["angles"], rows=(a, b), progress_every=None,
                                **kwargs):
             if rec.finished:
-                lo = rec.indices[0] - offset
-                arr[lo:lo + len(rec.indices)] = rec.images
+                write_slices(spec["store"], rec.indices[0] - offset, rec.images)
                 iterations += rec.iteration * len(rec.indices)
     spec["source"].close()
     worker = ""
@@ -230,7 +220,7 @@ def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
         worker = "local"
     info = {"start": a, "stop": b, "seconds": time.perf_counter() - t0, "iterations": iterations,
             "worker": worker}
-    _atomic_write_bytes(marker, json.dumps(info).encode())
+    atomic_write_bytes(marker, json.dumps(info).encode())
     return info | {"skipped": False}
 
 
@@ -240,96 +230,32 @@ def assemble(store, out_path, dataset: str = "volume", overwrite: bool = False,
              chunk: int = 16, metadata: dict | None = None) -> Path:
     """Write the Zarr volume at ``store`` to ``out_path`` (TIFF, HDF5 or NumPy), atomically.
 
-    The volume is copied ``chunk`` slices at a time into a temporary file beside ``out_path``,
-    which then replaces it in one :func:`os.replace`. ``metadata`` (the reconstruction's
-    parameters) goes where :func:`napari_ganrec.io.read_volume` finds it: the TIFF description,
-    the HDF5 dataset's attribute, and a ``name.ext.json`` side-car.
+    :func:`napari_ganrec.io.write_volume` copies the volume ``chunk`` slices at a time into a
+    temporary file beside ``out_path``, which then replaces it in one :func:`os.replace`.
+    ``metadata`` (the reconstruction's parameters) goes where :func:`napari_ganrec.io.read_volume`
+    finds it: the TIFF description, the HDF5 dataset's attribute, and a ``name.ext.json``
+    side-car; the store's run parameters go in the HDF5 attribute ``napari_ganrec``.
 
     Raises
     ------
     FileExistsError
         ``out_path`` exists and ``overwrite`` is False.
     ValueError
-        Unknown output suffix.
+        Unknown output suffix, or NaN/inf in the volume.
     """
     import zarr
 
     out = Path(out_path)
-    suffix = out.suffix.lower()
-    if suffix not in (".tif", ".tiff", ".h5", ".hdf5", ".nxs", ".npy"):
-        raise ValueError(f"out_path must end in .tif, .tiff, .h5, .hdf5, .nxs or .npy, got {out}")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+    if out.suffix.lower() not in ASSEMBLE_SUFFIXES:
+        raise ValueError(f"out_path must end in one of {', '.join(ASSEMBLE_SUFFIXES)}, got {out}")
     arr = zarr.open_array(str(store), mode="r")
-    shape = tuple(int(s) for s in arr.shape)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            def pages():
-                for i in range(0, shape[0], chunk):
-                    yield from np.asarray(arr[i:i + chunk], dtype=np.float32)
-
-            big = np.prod(shape) * 4 > 2**31
-            tifffile.imwrite(tmp, pages(), shape=shape, dtype=np.float32, bigtiff=bool(big),
-                             photometric="minisblack",
-                             description=json.dumps(to_jsonable(metadata)) if metadata else None,
-                             metadata=None if metadata else {})
-        elif suffix == ".npy":
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            for i in range(0, shape[0], chunk):
-                mm[i:i + chunk] = arr[i:i + chunk]
-            mm.flush()
-            del mm
-        else:
-            import h5py
-
-            with h5py.File(tmp, "w") as fh:
-                ds = fh.create_dataset(dataset, shape=shape, dtype=np.float32,
-                                       chunks=(1,) + shape[1:])
-                for i in range(0, shape[0], chunk):
-                    ds[i:i + chunk] = arr[i:i + chunk]
-                meta = arr.attrs.get(_META_KEY)
-                if meta is not None:
-                    ds.attrs["napari_ganrec"] = json.dumps(meta)
-                if metadata:
-                    ds.attrs[VOLUME_ATTR] = json.dumps(to_jsonable(metadata))
-        os.replace(tmp, out)
-        if metadata:
-            write_json(sidecar_path(out), metadata)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    params = arr.attrs.get(PARAMS_KEY)
+    return write_volume(out, arr, metadata, overwrite=overwrite, dataset=dataset, chunk=chunk,
+                        attrs=None if params is None else {PARAMS_KEY: json.dumps(params)})
 
 
 # ---------------------------------------------------------------------------------------------
 # the driver
-def _open_store(store: Path, shape, params: dict, overwrite: bool):
-    import zarr
-
-    if store.exists():
-        try:
-            arr = zarr.open_array(str(store), mode="r+")
-            old = arr.attrs.get(_META_KEY)
-        except Exception:  # noqa: BLE001 - a broken store is treated as a mismatch
-            arr, old = None, None
-        if arr is not None and old == params and tuple(arr.shape) == tuple(shape):
-            return arr, True
-        if not overwrite:
-            raise ValueError(
-                f"{store} holds a run with other parameters or input; pass overwrite=True to start "
-                "afresh, or choose another output"
-            )
-        shutil.rmtree(store)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    arr = zarr.open_array(str(store), mode="w-", shape=tuple(shape), chunks=(1,) + tuple(shape[1:]),
-                          dtype="float32", fill_value=0.0)
-    arr.attrs[_META_KEY] = params
-    return arr, False
-
-
 def _prepare_source(source, work: Path, n_slices: int | None, angles) -> SinogramSource:
     src = as_source(source, n_slices=n_slices, angles=angles)
     if isinstance(src, ArraySource) and isinstance(src.array, np.ndarray):
@@ -338,11 +264,12 @@ def _prepare_source(source, work: Path, n_slices: int | None, angles) -> Sinogra
         path = work / "input.npy"
         sidecar = work / "input.hash"
         if not (path.exists() and sidecar.exists() and sidecar.read_text() == digest):
-            tmp = work / f".input.npy.tmp-{os.getpid()}"
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(src.array, dtype=np.float32))
-            os.replace(tmp, path)
-            _atomic_write_bytes(sidecar, digest.encode())
+            def save(tmp):
+                with open(tmp, "wb") as fh:
+                    np.save(fh, np.ascontiguousarray(src.array, dtype=np.float32))
+
+            atomic_write(path, save, overwrite=True)
+            atomic_write_bytes(sidecar, digest.encode())
         return NpySource(path, angles=src.angles, content_id=f"array:{digest}")
     try:
         pickle.dumps(src)
@@ -443,6 +370,9 @@ def run_distributed(
     out = Path(out_path)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"out_path must end in one of {OUTPUT_SUFFIXES}, got {out}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {out}: the folder {out.parent} does not exist; create it first")
+    remove_stale_temps(out)  # what a killed assembly left
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".parts")
     is_zarr = out.suffix.lower() == ".zarr"
     resuming_zarr = is_zarr and (work / "params.json").exists()
@@ -462,7 +392,7 @@ def run_distributed(
             raise ValueError(f"{bad!r} cannot be passed to run_distributed")
     src = _prepare_source(source, work, n_slices, angles)
     ang = source_angles(src, angles)
-    start, stop = _resolve_rows(rows, src.n_slices)
+    start, stop = validate_rows(rows, src.n_slices)
     # validate the remaining options here, before any worker starts
     check = iter_volume(src, ang, rows=(start, start + 1), method=method, iterations=iterations,
                         warm_iterations=warm_iterations, **volume_kwargs)
@@ -490,8 +420,8 @@ def run_distributed(
             )
         shutil.rmtree(work / _DONE, ignore_errors=True)
         (work / _SEED).unlink(missing_ok=True)
-    _open_store(store, (stop - start, src.n_det, src.n_det), params, overwrite)
-    _atomic_write_bytes(params_file, json.dumps(params).encode())
+    open_slice_store(store, (stop - start, src.n_det, src.n_det), params, overwrite)
+    atomic_write_bytes(params_file, json.dumps(params).encode())
     (work / _DONE).mkdir(exist_ok=True)
 
     slabs = slab_ranges(start, stop, slab_size)
@@ -538,6 +468,8 @@ def run_distributed(
 
     if store != out:
         assemble(store, out, dataset=dataset, overwrite=overwrite, metadata=metadata)
+    elif metadata:
+        record_metadata(store, metadata)
     if not keep_parts:
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -42,7 +42,16 @@ from torch import nn
 from .acceleration import Acceleration, CompiledOrEager, resolve_acceleration
 from .api import DEFAULT_TV_WEIGHT
 from .ganrec import GANrecConfig, GANrecSolver, SolverState, make_config
-from .geometry import Geometry, circle_mask, validate_angles, validate_sinogram
+from .geometry import (
+    Geometry,
+    circle_mask,
+    validate_angles,
+    validate_out,
+    validate_rows,
+    validate_seed,
+    validate_sinogram,
+    validate_weight,
+)
 from .projector import Projector, resolve_device
 
 __all__ = [
@@ -411,23 +420,11 @@ def source_angles(source: SinogramSource, angles=None) -> np.ndarray:
         angles = source.angles
         if angles is None:
             raise ValueError("angles are required (the input does not carry them)")
-    return validate_angles(angles, n_angles=source.n_angles)
+    return validate_angles(angles, n_angles=source.n_angles, n_det=source.n_det, tomographic=True)
 
 
 def _resolve_rows(rows, n_slices: int) -> tuple[int, int]:
-    if rows is None:
-        return 0, n_slices
-    if isinstance(rows, slice):
-        if rows.step not in (None, 1):
-            raise ValueError(f"rows must be a contiguous range (step 1), got {rows}")
-        start, stop, _ = rows.indices(n_slices)
-    elif isinstance(rows, (tuple, list)) and len(rows) == 2:
-        start, stop, _ = slice(int(rows[0]), int(rows[1])).indices(n_slices)
-    else:
-        raise ValueError(f"rows must be None, a slice or (start, stop), got {rows!r}")
-    if stop <= start:
-        raise ValueError(f"rows {rows!r} selects no slice of the {n_slices} available")
-    return start, stop
+    return validate_rows(rows, n_slices)
 
 
 def slab_ranges(start: int, stop: int, size: int) -> list[tuple[int, int]]:
@@ -781,6 +778,7 @@ def iter_volume(
     source = as_source(sinograms, n_slices=n_slices, angles=angles)
     ang = source_angles(source, angles)
     start, stop = _resolve_rows(rows, source.n_slices)
+    seed, tv_weight = validate_seed(seed), validate_weight(tv_weight)
     if method == "ganrec" and tv_weight is not None:
         options["tv_weight"] = tv_weight  # the weight of the preset's prior, as in iter_reconstruct
     config = make_config(preset, **options) if method == "ganrec" else None
@@ -932,6 +930,7 @@ def reconstruct_volume(
     >>> vol = reconstruct_volume(sinos, angles, iterations=1000, warm_iterations=100, tol=1e-3)
     """
     kwargs.setdefault("progress_every", None)
+    validate_out(out)
     result = out
     for rec in iter_volume(sinograms, angles, rows, **kwargs):
         if not rec.finished:

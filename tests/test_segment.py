@@ -272,3 +272,23 @@ def test_exports_are_atomic_and_refuse_to_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif", "pores.csv"]
     with pytest.raises(FileNotFoundError):
         sg.save_table_csv(res.table, tmp_path / "missing" / "p.csv")
+
+
+def test_segment_package_modules_have_one_job_and_reexport_every_name():
+    """segment/ is split by job (issue 12); the old flat names keep working."""
+    from pathlib import Path
+
+    import napari_ganrec.segment as pkg
+
+    folder = Path(pkg.__file__).parent
+    sizes = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.py")}
+    assert {"threshold.py", "mask.py", "labels.py", "table.py", "pipeline.py", "export.py"} <= set(sizes)
+    assert max(sizes.values()) < 400, sizes
+    for name in pkg.__all__:
+        assert getattr(sg, name) is not None
+    assert sg.parse_threshold("Otsu") == "otsu" and sg.TABLE_COLUMNS[0] == "label"
+
+
+def test_automatic_particle_threshold_of_a_constant_volume_is_an_error():
+    with pytest.raises(ValueError, match="the volume is constant .every voxel is 0.5.: there is no contrast"):
+        sg.segment(np.full((6, 12, 12), 0.5, np.float32))

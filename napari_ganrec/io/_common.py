@@ -6,6 +6,8 @@ import contextlib
 import errno
 import json
 import os
+import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -22,9 +24,13 @@ __all__ = [
     "check_finite_sample",
     "check_dtype",
     "atomic_paths",
+    "atomic_write",
+    "atomic_write_bytes",
+    "remove_stale_temps",
     "check_output_path",
     "to_jsonable",
     "sidecar_path",
+    "SliceBlocks",
 ]
 
 
@@ -319,11 +325,111 @@ def check_output_path(path, overwrite: bool = False) -> Path:
     return path
 
 
+# temporary files: ".NAME.tmp-HOST-PID-RANDOM.part" beside the target, so that a later run can tell
+# those of a process that died (kill -9, power cut) from those of one still writing
+_TMP_MARK = ".tmp-"
+_TMP_SUFFIX = ".part"
+
+
+def _host() -> str:
+    return socket.gethostname().replace("-", "_").replace(".", "_") or "host"
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}{_TMP_MARK}{_host()}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temps(target) -> list[Path]:
+    """Remove the temporary files that a killed writer of ``target`` left beside it.
+
+    A temporary file ``.NAME.tmp-HOST-PID-RANDOM.part`` is stale when HOST is this machine and no
+    process PID runs here any more; ``.NAME.tmp-PID`` is the name of earlier versions (same rule,
+    this host assumed). Files of live processes or of other hosts (a shared file system) are kept.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    prefix = f".{target.name}{_TMP_MARK}"
+    removed: list[Path] = []
+    try:
+        candidates = [c for c in folder.iterdir() if c.name.startswith(prefix)]
+    except OSError:
+        return removed
+    host = _host()
+    for cand in candidates:
+        rest = cand.name[len(prefix):]
+        if rest.endswith(_TMP_SUFFIX):  # HOST-PID-RANDOM.part
+            parts = rest[: -len(_TMP_SUFFIX)].split("-")
+            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+                continue
+            pid = int(parts[1])
+        elif rest.isdigit():  # the older ".NAME.tmp-PID"
+            pid = int(rest)
+        else:
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            if cand.is_dir():
+                shutil.rmtree(cand)
+            else:
+                cand.unlink()
+            removed.append(cand)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            warnings.warn(f"cannot remove the stale temporary file {cand}: {exc}", UserWarning, stacklevel=2)
+    return removed
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it (and restore it at once)
+    os.umask(mask)
+    return mask
+
+
+def _give_user_mode(path: Path) -> None:
+    """Temporary files are created 0600; the final file gets what ``open()`` would give: 0666 less
+    the umask."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_paths(*paths, overwrite: bool = False) -> Iterator[list[Path]]:
     """Write files atomically: yields temporary paths beside the targets; on success they are
     renamed onto the targets (``os.replace``), on any error they are removed and the targets are
     left untouched.
+
+    The written files get the user's umask (as a plain ``open()`` would give them). Temporary
+    files that a killed earlier writer left beside a target are removed first
+    (:func:`remove_stale_temps`).
 
     Raises
     ------
@@ -338,13 +444,16 @@ def atomic_paths(*paths, overwrite: bool = False) -> Iterator[list[Path]]:
     temps: list[Path] = []
     try:
         for t in targets:
-            fd, name = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".part", dir=t.parent)
+            remove_stale_temps(t)
+            fd, name = tempfile.mkstemp(prefix=_temp_prefix(t), suffix=_TMP_SUFFIX, dir=t.parent)
             os.close(fd)
             temps.append(Path(name))
         yield temps
         for tmp in temps:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
+            if tmp.is_file():
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                _give_user_mode(tmp)
         for tmp, t in zip(temps, targets):
             os.replace(tmp, t)
     except PermissionError as exc:
@@ -360,6 +469,81 @@ def atomic_paths(*paths, overwrite: bool = False) -> Iterator[list[Path]]:
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def atomic_write(path, write: Callable[[Path], Any], *, overwrite: bool = False) -> Path:
+    """Write one file atomically: ``write(tmp)`` fills a temporary file beside ``path``, which then
+    replaces it (see :func:`atomic_paths`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    with atomic_paths(path, overwrite=overwrite) as (tmp,):
+        write(tmp)
+    return Path(path)
+
+
+def atomic_write_bytes(path, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (bookkeeping files: replaced by default)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
+class SliceBlocks:
+    """A volume too large to hold at once (a Zarr store, an HDF5 dataset), written ``chunk`` slices
+    at a time: ``for start, block in blocks`` gives NumPy blocks of ``dtype``, each checked for
+    NaN/inf (float data) before it is written.
+
+    Parameters
+    ----------
+    source : array-like
+        Indexable as ``source[a:b]``, with ``shape`` (3-D) and ``dtype``.
+    dtype : numpy dtype
+        The type the blocks are written as.
+    chunk : int
+        Slices per block (memory is bounded by this, not by the volume).
+    path : path
+        The target, for messages.
+    """
+
+    def __init__(self, source, dtype, chunk: int, path):
+        self.source = source
+        self.shape = tuple(int(n) for n in source.shape)
+        self.dtype = np.dtype(dtype)
+        self.chunk = max(1, int(chunk))
+        self.path = path
+        self.ndim = len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.shape[0], self.chunk):
+            block = np.asarray(self.source[start:start + self.chunk]).astype(self.dtype, copy=False)
+            if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
+                raise ValueError(
+                    f"cannot write {self.path}: slices {start} to {start + len(block) - 1} contain NaN or "
+                    "infinite values"
+                )
+            yield start, block
+
+    def pages(self) -> Iterator[np.ndarray]:
+        """The slices one by one (for page-wise writers such as TIFF)."""
+        for _, block in self:
+            yield from block
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, self.dtype)
+        for start, block in self:
+            out[start:start + len(block)] = block
+        return out if dtype is None else out.astype(dtype)
 
 
 def write_json(path: Path, metadata: dict) -> None:

@@ -317,19 +317,32 @@ def read_nxtomo(path, angles=None, *, _file=None) -> TomoData:
 
 
 # --------------------------------------------------------------------------- volumes
-def write_hdf5(tmp_path, data, metadata: dict, name: str = "volume") -> None:
-    """Write ``data`` to dataset ``/name`` with the metadata as JSON and as plain attributes."""
+def write_hdf5(tmp_path, data, metadata: dict, name: str = "volume", attrs: dict | None = None) -> None:
+    """Write ``data`` to dataset ``/name`` with the metadata as JSON and as plain attributes.
+
+    ``data`` may be a :class:`~napari_ganrec.io._common.SliceBlocks` (written block by block);
+    ``attrs`` are further dataset attributes (JSON-encoded when not plain).
+    """
     import h5py
 
+    from ._common import SliceBlocks
+
     with h5py.File(tmp_path, "w") as f:
-        arr = np.asarray(data)
-        chunks = (1,) + arr.shape[1:] if arr.ndim == 3 else None
-        ds = f.create_dataset(name, data=arr, chunks=chunks)
+        if isinstance(data, SliceBlocks):
+            ds = f.create_dataset(name, shape=data.shape, dtype=data.dtype, chunks=(1,) + data.shape[1:])
+            for start, block in data:
+                ds[start:start + len(block)] = block
+        else:
+            arr = np.asarray(data)
+            chunks = (1,) + arr.shape[1:] if arr.ndim == 3 else None
+            ds = f.create_dataset(name, data=arr, chunks=chunks)
         meta = to_jsonable(metadata)
         ds.attrs[VOLUME_ATTR] = json.dumps(meta, sort_keys=True)
         for k, v in meta.items():
             if isinstance(v, (int, float, str, bool)):
                 ds.attrs[k] = v
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = v if isinstance(v, (int, float, str, bool)) else json.dumps(to_jsonable(v))
 
 
 def read_hdf5_volume(path):

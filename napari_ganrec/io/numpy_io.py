@@ -123,7 +123,17 @@ def read_npz(path, angles=None, flats=None, darks=None) -> TomoData:
 
 
 def write_npy(tmp_path, data, metadata: dict) -> None:
-    """Write one array (the caller writes the JSON side-car)."""
+    """Write one array (the caller writes the JSON side-car); a
+    :class:`~napari_ganrec.io._common.SliceBlocks` is written block by block into a memory map."""
+    from ._common import SliceBlocks
+
+    if isinstance(data, SliceBlocks):
+        mm = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=data.dtype, shape=data.shape)
+        for start, block in data:
+            mm[start:start + len(block)] = block
+        mm.flush()
+        del mm
+        return
     with open(tmp_path, "wb") as fh:
         np.save(fh, np.asarray(data), allow_pickle=False)
 

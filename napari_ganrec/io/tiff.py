@@ -228,19 +228,25 @@ def read_tiff_folder(path, angles=None, flats=None, darks=None) -> TomoData:
 def write_tiff(tmp_path, data, metadata: dict, compression: str | None = None) -> None:
     """Write ``data`` (2-D or 3-D) as a (multi-page) TIFF with the metadata as JSON.
 
-    Float data is stored as float32; integer labels keep their (unsigned) integer type.
+    Float data is stored as float32; integer labels keep their (unsigned) integer type. ``data``
+    may be a :class:`~napari_ganrec.io._common.SliceBlocks`: then it is written page by page.
     """
     import tifffile
 
+    from ._common import SliceBlocks
+
+    kw = dict(metadata=to_jsonable(metadata), compression=compression, photometric="minisblack",
+              software="napari-ganrec")
+    if isinstance(data, SliceBlocks):
+        tifffile.imwrite(tmp_path, data.pages(), shape=data.shape, dtype=data.dtype,
+                         bigtiff=data.nbytes > 2**31, **kw)
+        return
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
         arr = arr.astype(np.float32, copy=False)
     elif arr.dtype == bool:
         arr = arr.astype(np.uint8)
-    tifffile.imwrite(
-        tmp_path, arr, metadata=to_jsonable(metadata), compression=compression,
-        photometric="minisblack", software="napari-ganrec",
-    )
+    tifffile.imwrite(tmp_path, arr, **kw)
 
 
 def read_tiff_volume(path):

@@ -237,9 +237,9 @@ def _data_kind(choice: str, data, rows: slice) -> str:
 def _resolve_center(text: str | None, sinogram: np.ndarray, angles: np.ndarray) -> float:
     """``None``/``"auto"`` -> automatic centre of ``sinogram`` (the middle slice); a number -> it."""
     if text is None or str(text).lower() == "auto":
-        from .center import find_center
+        from .center import estimate_center
 
-        return float(find_center(sinogram, angles))
+        return estimate_center(sinogram, angles).center
     try:
         return float(text)
     except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -60,9 +61,11 @@ def register(subparsers) -> None:
         "--data",
         choices=["auto", "raw", "transmission", "line-integrals"],
         default="auto",
-        help="what INPUT holds: raw counts (flats/darks applied), transmission (I/I0), or line "
-        "integrals (after -log). auto: raw when the file has flats or darks, "
-        "transmission when all values lie in [0, 1.05], line integrals otherwise",
+        help="what INPUT holds: raw counts (flats/darks applied, then -log), transmission (I/I0, -log), or "
+        "line integrals (used as they are). auto: what the file says (our metadata, NXtomo image_key, an "
+        "MRC tilt series: as they are), raw when it has flats or darks; otherwise a guess from the values, "
+        "with a warning: negative values or dark detector edges (air at 0) are line integrals, bright edges "
+        "transmission (values <= 1.05) or raw counts (then flats are needed)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run_reconstruct)
@@ -133,14 +136,16 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     slice, a resumable chunked store beside the output, input read lazily): in this process by
     default, on a local Dask cluster with ``--workers N``, or on ``--scheduler ADDRESS``.
     """
-    from .io import read_tomo
+    from .io import line_integrals, read_tomo
 
     with read_tomo(args.input, angles=_angles_argument(args)) as data:
         angles = np.asarray(data.angles, dtype=np.float64)
         rows = parse_slices(args.slices, data.n_rows)
         kind = _data_kind(args.data, data, rows)
-        data.metadata["kind"] = kind
-        middle = data.sinograms(rows=(rows.start + rows.stop) // 2)[0]
+        if kind.assumed:
+            print(f"napari-ganrec reconstruct: warning: {kind.reason}; if that is wrong, say what {args.input} "
+                  "holds with --data raw|transmission|line-integrals", file=sys.stderr)
+        middle = line_integrals(data, (rows.start + rows.stop) // 2, kind=kind)[0]
         source_meta = {k: v for k, v in data.metadata.items() if isinstance(v, (str, int, float, bool))}
         center = _resolve_center(args.center, middle, angles)
         iterations = 1 if args.method == "fbp" else args.iterations
@@ -157,11 +162,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             "acceleration": acceleration_of(args).to_dict() if args.method == "ganrec" else None,
             "slices": [rows.start, rows.stop],
             "input": str(args.input),
+            "data": {"kind": kind.kind, "reason": kind.reason, "assumed": kind.assumed},
             "source": source_meta,
         }
         t0 = time.perf_counter()
         if rows.stop - rows.start == 1 and args.workers is None and args.scheduler is None:
-            image = _one_slice(args, data.sinograms(rows=rows), angles, center, iterations)
+            image = _one_slice(args, line_integrals(data, rows, kind=kind), angles, center, iterations)
             from .io import write_volume
 
             meta["seconds"] = round(time.perf_counter() - t0, 3)
@@ -194,13 +200,13 @@ def _one_slice(args, sinos: np.ndarray, angles, center: float, iterations: int) 
     return image
 
 
-def _volume(args, angles, rows: slice, kind: str, center: float, iterations: int, meta: dict):
+def _volume(args, angles, rows: slice, kind, center: float, iterations: int, meta: dict):
     from tqdm import tqdm
 
     from .distributed import run_distributed
     from .volume import PathSource
 
-    source = PathSource(args.input, open_kwargs={"angles": angles}, log=kind != "line_integrals")
+    source = PathSource(args.input, open_kwargs={"angles": angles}, kind=kind)
     options = dict(_ganrec_options(args), batch=args.batch)
     if args.method == "ganrec":
         options.update(batch_mode=args.batch_mode, tol=args.tol)
@@ -222,16 +228,13 @@ def _volume(args, angles, rows: slice, kind: str, center: float, iterations: int
         )
 
 
-def _data_kind(choice: str, data, rows: slice) -> str:
-    """The ``TomoData.metadata["kind"]`` to use for ``--data``."""
-    if choice != "auto":
-        return choice.replace("-", "_")
-    if data.flats is not None or data.darks is not None:
-        return "raw"
-    sample = np.asarray(data.projections[:, rows.start : rows.start + 1, :], dtype=np.float32)
-    if sample.min() >= 0 and sample.max() <= 1.05:
-        return "transmission"
-    return "line_integrals"
+def _data_kind(choice: str, data, rows: slice | None = None):
+    """The :class:`~napari_ganrec.io.DataKind` of ``data`` for ``--data`` (see
+    :func:`napari_ganrec.io.resolve_kind`), resolved once for the whole run so that one slice and
+    many slices read alike. The guess samples the whole detector, not only ``rows``."""
+    from .io import resolve_kind
+
+    return resolve_kind(data, choice)
 
 
 def _resolve_center(text: str | None, sinogram: np.ndarray, angles: np.ndarray) -> float:

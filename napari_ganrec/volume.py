@@ -212,13 +212,19 @@ class LoaderSource(SinogramSource):
     """An object with ``sinograms(rows=slice(a, b)) -> (rows, angles, det)`` (e.g. ``TomoData``).
 
     The number of slices comes from its ``n_rows`` (or ``n_slices``) attribute, or ``n_slices``.
+    A :class:`~napari_ganrec.io.TomoData` is read with :func:`napari_ganrec.io.line_integrals`
+    (the one read path: one slice reads like many), with ``kind`` (a
+    :class:`~napari_ganrec.io.DataKind`) or ``data`` (``--data``: ``"auto"``, ``"raw"``, ...)
+    resolved once for all the slabs.
     """
 
-    def __init__(self, loader, n_slices: int | None = None, angles=None, **read_kwargs):
+    def __init__(self, loader, n_slices: int | None = None, angles=None, kind=None, data: str = "auto",
+                 **read_kwargs):
         if not callable(getattr(loader, "sinograms", None)):
             raise ValueError("loader must have a method sinograms(rows=slice(a, b))")
         self.loader = loader
         self.read_kwargs = read_kwargs
+        self.kind = _tomo_kind(self.loader, kind, data, read_kwargs)
         n = n_slices if n_slices is not None else _n_rows_of(loader)
         if n is None:
             raise ValueError(
@@ -233,6 +239,10 @@ class LoaderSource(SinogramSource):
         self.angles = None if angles is None else np.asarray(angles, dtype=np.float64)
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        if self.kind is not None:
+            from .io import line_integrals
+
+            return line_integrals(self.loader, slice(start, stop), kind=self.kind)
         out = np.asarray(self.loader.sinograms(rows=slice(start, stop), **self.read_kwargs))
         if out.ndim == 2:
             out = out[None]
@@ -250,8 +260,32 @@ class LoaderSource(SinogramSource):
         meta = getattr(self.loader, "metadata", None)
         src = meta.get("source") if isinstance(meta, dict) else None
         shape = f"{self.n_slices}x{self.n_angles}x{self.n_det}"
-        return f"loader:{type(self.loader).__name__}:{src}:{shape}"
+        kind = "" if self.kind is None else f":{self.kind.kind}"
+        return f"loader:{type(self.loader).__name__}:{src}:{shape}{kind}"
 
+
+def _tomo_kind(loader, kind, data: str, read_kwargs: dict):
+    """The DataKind a TomoData loader is read with (None for other loaders: their own sinograms())."""
+    from .io import TomoData, resolve_kind
+
+    if not isinstance(loader, TomoData):
+        return None
+    if "log" in read_kwargs:  # older spelling: log=False -> line integrals as they are
+        log = read_kwargs.pop("log")
+        if log is not None and data == "auto":
+            data = "line_integrals" if not log else (
+                "raw" if loader.flats is not None or loader.darks is not None else "transmission")
+    if read_kwargs:
+        raise ValueError(f"unknown read options for a TomoData source: {', '.join(read_kwargs)}")
+    if kind is None:
+        kind = resolve_kind(loader, data)
+        if kind.assumed:
+            import warnings
+
+            warnings.warn(f"{loader.metadata.get('source', 'the data')}: {kind.reason}; if that is wrong, "
+                          "say what the data are with data='raw'|'transmission'|'line-integrals'",
+                          UserWarning, stacklevel=4)
+    return kind
 
 
 class PathSource(LoaderSource):
@@ -260,12 +294,13 @@ class PathSource(LoaderSource):
     Only the path and the read options are pickled, so a Dask task can carry it.
     """
 
-    def __init__(self, path, angles=None, open_kwargs: dict | None = None, **read_kwargs):
+    def __init__(self, path, angles=None, open_kwargs: dict | None = None, kind=None, data: str = "auto",
+                 **read_kwargs):
         self.path = os.fspath(path)
         self.open_kwargs = dict(open_kwargs or {})
         self._tomo = None
         tomo = self._open()
-        super().__init__(tomo, n_slices=_n_rows_of(tomo), angles=angles, **read_kwargs)
+        super().__init__(tomo, n_slices=_n_rows_of(tomo), angles=angles, kind=kind, data=data, **read_kwargs)
 
     def _open(self):
         if self._tomo is None:
@@ -292,7 +327,8 @@ class PathSource(LoaderSource):
 
     def fingerprint(self) -> str:
         st = os.stat(self.path)
-        return f"path:{os.path.abspath(self.path)}:{st.st_size}:{int(st.st_mtime)}"
+        kind = "" if self.kind is None else f":{self.kind.kind}"
+        return f"path:{os.path.abspath(self.path)}:{st.st_size}:{int(st.st_mtime)}{kind}"
 
     def close(self) -> None:
         if self._tomo is not None:

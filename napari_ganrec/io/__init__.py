@@ -15,10 +15,18 @@ and, for HDF5, from the content.
 - ``flats``, ``darks``: ``(n, n_rows, n_det)`` array-likes or ``None``;
 - ``metadata``: a dict (``source``, ``format``, ``kind`` = ``"raw"`` / ``"transmission"`` /
   ``"line_integrals"``, ...);
-- ``sinograms(rows=slice(a, b)) -> (n_rows, n_angles, n_det) float32``: flat/dark corrected
-  ``-log`` sinograms of those detector rows, reading only those rows; ready for
+- ``sinograms(rows=slice(a, b)) -> (n_rows, n_angles, n_det) float32``: line-integral
+  sinograms of those detector rows, reading only those rows (:func:`line_integrals`); ready for
   ``napari_ganrec.reconstruct``;
 - ``close()`` (also a context manager) to release the open file.
+
+Line integrals
+--------------
+``line_integrals(data, rows, choice="auto", kind=None)`` is the one read path from projections to
+sinograms (CLI, volume sources, widget); ``resolve_kind`` says what the data hold (a
+:class:`DataKind`, ``assumed=True`` when guessed from the values); ``tomodata_from_layer`` turns a
+napari layer opened by our reader back into a :class:`TomoData`. Data that cannot be made into line
+integrals raise :class:`NotLineIntegralsError` (a ``ValueError``) saying why and what to do.
 
 Writing
 -------
@@ -46,9 +54,21 @@ from ._common import (
     write_json,
 )
 from ._tomodata import TomoData
+from .line_integrals import (
+    DataKind,
+    NotLineIntegralsError,
+    line_integrals,
+    resolve_kind,
+    tomodata_from_layer,
+)
 
 __all__ = [
     "TomoData",
+    "DataKind",
+    "NotLineIntegralsError",
+    "line_integrals",
+    "resolve_kind",
+    "tomodata_from_layer",
     "TomoFormatError",
     "LazyStack",
     "read_tomo",

@@ -56,65 +56,39 @@ class TomoData:
         return self.shape[2]
 
     # ------------------------------------------------------------------ data
-    def _field(self, which, rows) -> np.ndarray | None:
-        if which is None:
-            return None
-        arr = np.asarray(which[:, rows, :], dtype=np.float32)
-        return arr
+    def sinograms(self, rows: slice | int | None = None, *, log: bool | None = None,
+                  data: str | None = None) -> np.ndarray:
+        """Line-integral sinograms of detector rows ``rows``, reading only those rows.
 
-    def sinograms(
-        self,
-        rows: slice | int | None = None,
-        *,
-        log: bool | None = None,
-        dark_floor: float = 0.0,
-        min_transmission: float = 1e-6,
-        max_transmission: float | None = None,
-    ) -> np.ndarray:
-        """Normalised ``-log`` sinograms of detector rows ``rows``, reading only those rows.
+        The same read path as the CLI and the volume sources:
+        :func:`napari_ganrec.io.line_integrals`.
 
         Parameters
         ----------
         rows : slice or int, optional
             Detector rows (along the rotation axis). Default: all rows.
         log : bool, optional
-            Take ``-log`` of the transmission. Default: unless ``metadata["kind"]`` is
-            ``"line_integrals"`` (data already after -log).
-        dark_floor, min_transmission, max_transmission
-            See :func:`napari_ganrec.preprocess.normalize`.
+            Older spelling of ``data``: ``False`` means the projections are line integrals (used as
+            they are), ``True`` that they are raw counts (with flats) or transmission.
+        data : str, optional
+            ``"auto"`` (default), ``"raw"``, ``"transmission"`` or ``"line-integrals"``; see
+            :func:`napari_ganrec.io.resolve_kind`.
 
         Returns
         -------
         numpy.ndarray
             ``(n_rows_selected, n_angles, n_det)`` float32, finite.
         """
-        from ..preprocess import minus_log, normalize, to_sinograms
+        from .line_integrals import line_integrals
 
-        if rows is None:
-            rows = slice(None)
-        if isinstance(rows, (int, np.integer)):
-            r = int(rows)
-            if not -self.n_rows <= r < self.n_rows:
-                raise ValueError(f"rows: row {r} is outside the detector (0..{self.n_rows - 1})")
-            rows = slice(r % self.n_rows, r % self.n_rows + 1)
-        proj = np.asarray(self.projections[:, rows, :], dtype=np.float32)
-        kind = self.metadata.get("kind", "raw")
-        if log is None:
-            log = kind != "line_integrals"
-        if kind == "line_integrals" or (self.flats is None and self.darks is None and not log):
-            data = proj
-        else:
-            data = normalize(
-                proj,
-                self._field(self.flats, rows),
-                self._field(self.darks, rows),
-                dark_floor=dark_floor,
-                min_transmission=min_transmission,
-                max_transmission=max_transmission,
-            )
-            if log:
-                data = minus_log(data, min_transmission=min_transmission)
-        return to_sinograms(data)
+        if data is None:
+            if log is None:
+                data = "auto"
+            elif not log:
+                data = "line_integrals"
+            else:
+                data = "raw" if self.flats is not None or self.darks is not None else "transmission"
+        return line_integrals(self, rows, choice=data)
 
     # ------------------------------------------------------------------ resources
     def close(self) -> None:

@@ -159,7 +159,7 @@ def read_dxchange(path, angles=None, *, _file=None) -> TomoData:
         else:
             raise TomoFormatError(path, "no /exchange/theta; pass the angles (degrees)")
         check_finite_sample(proj, path)
-        meta = {"source": str(path), "format": "dxchange", "kind": "raw",
+        meta = {"source": str(path), "format": "dxchange",
                 "dataset": "/exchange/data", "single_row": single}
         for key, name in (("title", "exchange/title"), ("sample", "measurement/sample/name")):
             if name in f:
@@ -266,7 +266,9 @@ def read_nxtomo(path, angles=None, *, _file=None) -> TomoData:
             units = _attr_str(rot, "units") or _attr_str(rot, "unit")
             theta = check_angles(all_angles[idx_p], idx_p.size, path, units=units)
         check_finite_sample(proj, path)
-        meta = {"source": str(path), "format": "nxtomo", "kind": "raw", "entry": entry.name,
+        meta = {"source": str(path), "format": "nxtomo", "kind": "raw", "kind_from": "format",
+                "kind_reason": "NXtomo image_key marks these frames as projections, flats and darks "
+                "(raw detector counts)", "entry": entry.name,
                 "dataset": ds.name, "n_flats": int(idx_f.size), "n_darks": int(idx_d.size)}
         data = TomoData(proj, theta, flats, darks, meta)
         data._closers.append(f.close)

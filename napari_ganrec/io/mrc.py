@@ -45,6 +45,23 @@ def fei_tilt_angles(mrc) -> np.ndarray | None:
     return np.asarray(ext["Alpha tilt"], dtype=np.float64)
 
 
+def _mrc_kind(path, mrc) -> dict:
+    """What an MRC file holds: our side-car's ``kind``, a reconstruction (IMOD ``.rec`` volume), or
+    by convention a tilt series whose intensities are used as projections as they are."""
+    from ._common import read_json_sidecar
+
+    side = read_json_sidecar(path)
+    if side.get("kind"):
+        return {"kind": side["kind"], "kind_from": "metadata",
+                "kind_reason": f"the side-car {path}.json says kind={side['kind']!r}"}
+    if str(path).lower().endswith(".rec") and mrc.is_volume():
+        return {"kind": "reconstruction", "kind_from": "metadata",
+                "kind_reason": "an IMOD .rec volume (MRC space group of a volume)"}
+    return {"kind": "line_integrals", "kind_from": "format",
+            "kind_reason": "an MRC tilt series (electron tomography): the image intensities are used as "
+            "projections as they are, without flats or -log (IMOD convention)"}
+
+
 def read_mrc(path, angles=None) -> TomoData:
     """Read an MRC/REC tilt series lazily; see the module docstring."""
     mrc = _open(path)
@@ -77,7 +94,7 @@ def read_mrc(path, angles=None) -> TomoData:
         check_finite_sample(stack, path)
         vs = mrc.voxel_size
         meta = {
-            "source": str(path), "format": "mrc", "kind": "raw", "angle_source": source,
+            "source": str(path), "format": "mrc", "angle_source": source, **_mrc_kind(path, mrc),
             "voxel_size": [float(vs.z), float(vs.y), float(vs.x)],
         }
         out = TomoData(stack, theta, None, None, meta)

@@ -63,7 +63,6 @@ def read_npy(path, angles=None, flats=None, darks=None) -> TomoData:
                            found_units="degrees" if found is not None else None)
     check_finite_sample(arr, path)
     meta = {**side, "source": str(path), "format": "npy"}
-    meta.setdefault("kind", "raw")
     return TomoData(arr, theta, flats, darks, meta)
 
 
@@ -120,7 +119,6 @@ def read_npz(path, angles=None, flats=None, darks=None) -> TomoData:
     if not np.all(np.isfinite(proj)):
         raise TomoFormatError(path, f"array {key!r} contains NaN or infinite values")
     meta = {**meta, "source": str(path), "format": "npz"}
-    meta.setdefault("kind", "raw")
     return TomoData(proj, theta, flats, darks, meta)
 
 

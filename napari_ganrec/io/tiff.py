@@ -119,7 +119,6 @@ def read_tiff(path, angles=None, flats=None, darks=None) -> TomoData:
                                found_units="degrees" if found is not None else None)
         check_finite_sample(stack, path)
         md = {**side, **meta, "source": str(path), "format": "tiff"}
-        md.setdefault("kind", "raw")
         out = TomoData(stack, theta, flats, darks, md)
         out._closers.append(tif.close)
         return out
@@ -163,7 +162,7 @@ def read_tiff_folder(path, angles=None, flats=None, darks=None) -> TomoData:
     stack = LazyStack(frame, shape=(len(files),) + shape, dtype=dtype)
     theta = resolve_angles(angles, folder, len(files))
     check_finite_sample(stack, folder)
-    meta = {"source": str(folder), "format": "tiff-folder", "kind": "raw",
+    meta = {"source": str(folder), "format": "tiff-folder",
             "files": [f.name for f in files[:3]] + (["..."] if len(files) > 3 else [])}
     return TomoData(stack, theta, flats, darks, meta)
 

@@ -52,6 +52,8 @@ def make_sample(start: float, stop: float, count: int, name: str, n: int = SAMPL
         "angles": angles,
         "center": n / 2.0,
         "layout": "vertical",
+        "kind": "line_integrals",
+        "kind_reason": "simulated line integrals (parallel-beam projections of the phantom)",
         "description": f"Porous particle phantom ({n} px, {nz} slices, seed {seed}): "
                        f"{count} parallel-beam projections from {start:g} to {stop:g} degrees",
     }

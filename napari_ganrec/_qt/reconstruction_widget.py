@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -84,6 +85,11 @@ def available_devices() -> list[str]:
     except Exception:  # noqa: BLE001 - a broken torch must not break the widget
         pass
     return out
+
+
+def _unwrap(obj):
+    """The object behind napari's ``PublicOnlyProxy`` (itself when not wrapped)."""
+    return getattr(obj, "__wrapped__", obj)
 
 
 def _spin(lo: int, hi: int, value: int, tip: str = "") -> QSpinBox:
@@ -504,7 +510,9 @@ class ReconstructionWidget(QWidget):
             self.angle_stop.setValue(float(meta_angles[-1]))
         elif self.angle_source.currentText() == "layer metadata":
             self.angle_source.setCurrentText("range")
+        self.center_spin.blockSignals(True)  # a clamp is no centre the user typed
         self.center_spin.setMaximum(float(info.n_det))
+        self.center_spin.blockSignals(False)
         self._on_angle_source()
         self._update_marker()
         self._check_input()
@@ -597,7 +605,9 @@ class ReconstructionWidget(QWidget):
         except ValueError:
             return None
         row = self._center_row()
-        key = (id(layer), id(layer.data), info.layout, row, self.data_choice(), tuple(angles))
+        # napari's PublicOnlyProxy makes a new wrapper at each access: identify what is behind it
+        key = (id(_unwrap(layer)), id(_unwrap(layer.data)), info.layout, row, self.data_choice(),
+               tuple(angles))
         data, md, layout, choice = layer.data, dict(layer.metadata), info.layout, self.data_choice()
 
         def compute() -> CenterEstimate:
@@ -1088,18 +1098,23 @@ class ReconstructionWidget(QWidget):
 
     # ================================================================== closing
     def _watch_main_window(self) -> None:
-        """Stop the run when the main window closes (watched once the widget is docked in it)."""
-        self._watched = None
+        """Stop the run when the main window closes: every ancestor is watched (the dock widget
+        first, then the main window it is put in), so the main window's close is seen."""
+        self._watched: list = []
 
     def _watch(self) -> None:
-        top = self.window()
-        if top is not self and isinstance(top, QObject) and top is not self._watched:
-            top.installEventFilter(self)
-            self._watched = top
+        w = self.parent()
+        while isinstance(w, QObject):
+            if not any(w is o for o in self._watched):
+                w.installEventFilter(self)
+                self._watched.append(w)
+            w = w.parent()
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
-        if event.type() == QEvent.Type.Close:
+        if event.type() == QEvent.Type.Close and isinstance(obj, QMainWindow):
             self.shutdown()
+        elif event.type() == QEvent.Type.ParentChange:
+            self._watch()  # the dock widget went into the main window
         return False
 
     def event(self, event) -> bool:
@@ -1135,3 +1150,9 @@ class ReconstructionWidget(QWidget):
             self._auto_done.wait(60)
         self._warm_thread.join(30)
         self._disconnect_viewer()
+        for w in self._watched:
+            try:
+                w.removeEventFilter(self)
+            except RuntimeError:  # already deleted
+                pass
+        self._watched = []

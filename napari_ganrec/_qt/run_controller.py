@@ -29,7 +29,7 @@ from ..run_model import (
     run_metadata,
     run_reconstruction,
 )
-from .framing import frame_layer
+from .framing import framing_steps
 
 RESULT_KEY = "napari_ganrec_result"
 
@@ -444,7 +444,9 @@ class RunController(QObject):
             # added hidden (so adding it does not also draw it), shown with its first picture,
             # alone and framed: the canvas leaves the projection stack's axes for the result's
             self._revealed = True
-            frame_layer(self.viewer, layer)
+            layer.visible = True
+            self._frame_later(framing_steps(self.viewer, layer,
+                                            keep=(self.residual_layer, self.uncertainty_layer)))
         layer.metadata["iterations"] = int(update.image_iteration)
         layer.metadata["elapsed_s"] = round(float(update.elapsed), 3)
         res = self.residual_layer
@@ -465,6 +467,21 @@ class RunController(QObject):
             if reveal:
                 unc.visible = True
         self._await_paint = update.produced_at
+
+    def _frame_later(self, steps: list) -> None:
+        """Run the framing steps one per event-loop turn (each costs a redraw of the layer list
+        or canvas), so that the viewer keeps answering in between."""
+        if not steps:
+            return
+        step = steps.pop(0)
+
+        def run():
+            image = self.image_layer
+            if image is not None and image in self.viewer.layers:
+                step()
+                self._frame_later(steps)
+
+        QTimer.singleShot(self.stage_gap_ms, run)
 
     # latency from an engine step to the canvas draw that shows it
     def _connect_draw(self) -> None:

@@ -285,9 +285,9 @@ def _resolve_center(text: str | None, sinogram: np.ndarray, angles: np.ndarray) 
     from .geometry import validate_center
 
     if text is None or str(text).lower() == "auto":
-        from .center import find_center
+        from .center import estimate_center
 
-        return validate_center(float(find_center(sinogram, angles)), sinogram.shape[-1], automatic=True)
+        return validate_center(float(estimate_center(sinogram, angles).center), sinogram.shape[-1], automatic=True)
     try:
         value = float(text)
     except ValueError:

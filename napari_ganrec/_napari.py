@@ -1,6 +1,12 @@
-"""npe2 entry points of the reconstruction side: sample data and the widget factory.
+"""npe2 entry points: sample data and the dock widgets.
 
-napari.yaml points here; keep these functions thin (the work is in the engine and in ``_qt``).
+napari.yaml points here; keep this module thin (the work is in the engine and in ``_qt``).
+
+Widget contributions are classes: napari 0.9 (``napari._qt.qt_main_window._instantiate_dock_widget``)
+inspects the contribution's ``__init__`` and passes the viewer to the argument named
+``napari_viewer`` or annotated ``napari.viewer.Viewer``; a factory function's ``__init__`` is
+``object``'s, so it would get nothing. The classes are imported lazily (module ``__getattr__``),
+so that reading the manifest or the sample data does not import Qt.
 """
 
 from __future__ import annotations
@@ -9,9 +15,25 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    import napari
+    from ._qt.preprocess_widget import PreprocessWidget
+    from ._qt.reconstruction_widget import ReconstructionWidget
+    from ._qt.segment_widget import SegmentationWidget
 
-__all__ = ["sample_wedge35", "sample_range120", "make_sample", "make_reconstruction_widget"]
+__all__ = ["sample_wedge35", "sample_range120", "make_sample", "ReconstructionWidget", "PreprocessWidget",
+           "SegmentationWidget", "WIDGETS"]
+
+#: The dock widgets of the manifest: display name -> class name in this module.
+WIDGETS = {
+    "GANrec reconstruction": "ReconstructionWidget",
+    "Pre-processing and centre": "PreprocessWidget",
+    "3D pore segmentation": "SegmentationWidget",
+}
+
+_WIDGET_MODULES = {
+    "ReconstructionWidget": "._qt.reconstruction_widget",
+    "PreprocessWidget": "._qt.preprocess_widget",
+    "SegmentationWidget": "._qt.segment_widget",
+}
 
 SAMPLE_SIZE = 64
 SAMPLE_SLICES = 16
@@ -30,6 +52,8 @@ def make_sample(start: float, stop: float, count: int, name: str, n: int = SAMPL
         "angles": angles,
         "center": n / 2.0,
         "layout": "vertical",
+        "kind": "line_integrals",
+        "kind_reason": "simulated line integrals (parallel-beam projections of the phantom)",
         "description": f"Porous particle phantom ({n} px, {nz} slices, seed {seed}): "
                        f"{count} parallel-beam projections from {start:g} to {stop:g} degrees",
     }
@@ -63,9 +87,9 @@ def sample_range120() -> list[tuple]:
     return make_sample(0.0, 120.0, 61, "particle 0-120")
 
 
-def make_reconstruction_widget(viewer: napari.viewer.Viewer):
-    """The reconstruction dock widget (npe2 widget command)."""
-    from ._qt.reconstruction_widget import ReconstructionWidget
+def __getattr__(name: str):
+    if name in _WIDGET_MODULES:
+        from importlib import import_module
 
-    return ReconstructionWidget(viewer)
-
+        return getattr(import_module(_WIDGET_MODULES[name], __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,10 +17,14 @@ sinogram ``(n_angles, n_det)`` of line integrals (after ``-log``) and angles in 
   or 180 degree scans that include both ends).
 - :func:`find_center_sharpness`: coarse-to-fine maximisation of :func:`sharpness` over FBP
   reconstructions; works for limited-angle scans.
-- :func:`find_center`: picks one of the above from the angular range (``method="auto"``).
+- :func:`estimate_center`: picks one of the above from the angular range (``method="auto"``) and
+  says which one it used (:class:`CenterEstimate`); :func:`find_center` returns just the number.
+  The command line and the reconstruction widget both call :func:`estimate_center`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,6 +38,10 @@ __all__ = [
     "scan_metric",
     "tv_score",
     "find_center",
+    "estimate_center",
+    "auto_center_method",
+    "CenterEstimate",
+    "CENTER_METHOD_LABELS",
     "find_center_vo",
     "find_center_pc",
     "find_center_sharpness",
@@ -397,33 +405,102 @@ def find_center_com(sinogram, angles, edge_fraction: float = 0.02) -> float:
     return float(coef[0])
 
 
+#: What each method is called where a user reads it (the widget's centre box, messages).
+CENTER_METHOD_LABELS = {
+    "vo": "Vo's method (180 degrees)",
+    "pc": "phase correlation (360 degrees)",
+    "com": "sinusoid fit of the centre of mass (limited angles)",
+    "sharpness": "FBP sharpness search",
+}
+
+
+@dataclass(frozen=True)
+class CenterEstimate:
+    """An automatic centre of rotation and the method that found it.
+
+    Attributes
+    ----------
+    center : float
+        Detector coordinate of the rotation axis (pixels, bin ``k`` centred at ``k``).
+    method : str
+        ``"vo"``, ``"pc"``, ``"com"`` or ``"sharpness"`` (the method that ran, never ``"auto"``).
+    span : float
+        Angular range of the scan in degrees (last minus first angle plus one step).
+    """
+
+    center: float
+    method: str
+    span: float
+
+    @property
+    def label(self) -> str:
+        """The method as a user reads it, e.g. ``"Vo's method (180 degrees)"``."""
+        return CENTER_METHOD_LABELS[self.method]
+
+
+def _span(a: np.ndarray) -> float:
+    step = float(np.median(np.abs(np.diff(np.sort(a))))) if a.size > 1 else 0.0
+    return float(np.ptp(a)) + step
+
+
+def auto_center_method(angles) -> str:
+    """The method ``method="auto"`` uses for ``angles`` (degrees): ``"pc"`` when the scan covers
+    360 degrees, ``"vo"`` for 180 degrees (175 to 190), ``"com"`` otherwise."""
+    span = _span(validate_angles(angles))
+    if span >= 355:
+        return "pc"
+    if 175 <= span <= 190:
+        return "vo"
+    return "com"
+
+
+def estimate_center(sinogram, angles, method: str = "auto", **kwargs) -> CenterEstimate:
+    """Estimate the centre of rotation of one sinogram and say which method found it.
+
+    Parameters
+    ----------
+    sinogram : array-like
+        ``(n_angles, n_det)`` line integrals (after ``-log``).
+    angles : array-like
+        Degrees, one per row.
+    method : {"auto", "vo", "pc", "com", "sharpness"}
+        ``"auto"``: phase correlation when the scan covers 360 degrees, Vo's method for 180
+        degrees, the centre-of-mass sinusoid fit otherwise (limited angle, tilt series); see
+        :func:`auto_center_method`.
+    kwargs
+        Passed to the chosen method.
+
+    Returns
+    -------
+    CenterEstimate
+
+    Raises
+    ------
+    ValueError
+        An unknown ``method``, or a sinogram / angles the chosen method cannot use.
+    """
+    s, a = _check(sinogram, angles)
+    funcs = {"vo": find_center_vo, "pc": find_center_pc, "com": find_center_com,
+             "sharpness": find_center_sharpness}
+    if method == "auto":
+        method = auto_center_method(a)
+    if method not in funcs:
+        raise ValueError(f"method must be 'auto', 'vo', 'pc', 'com' or 'sharpness', got {method!r}")
+    c = float(funcs[method](s, a, **kwargs))
+    if not np.isfinite(c):
+        raise ValueError(f"the automatic centre ({CENTER_METHOD_LABELS[method]}) is not a number; "
+                         "check that the sinogram holds line integrals, or type a centre")
+    return CenterEstimate(c, method, _span(a))
+
+
 def find_center(sinogram, angles, method: str = "auto", **kwargs) -> float:
-    """Estimate the centre of rotation of one sinogram.
+    """Estimate the centre of rotation of one sinogram (the number of :func:`estimate_center`).
 
     Parameters
     ----------
     method : {"auto", "vo", "pc", "com", "sharpness"}
-        ``"auto"``: phase correlation when the scan covers 360 degrees, Vo's method for 180
-        degrees, the centre-of-mass sinusoid fit otherwise (limited angle, tilt series).
+        See :func:`estimate_center`.
     kwargs
         Passed to the chosen method.
     """
-    s, a = _check(sinogram, angles)
-    if method == "auto":
-        step = float(np.median(np.abs(np.diff(np.sort(a))))) if a.size > 1 else 0.0
-        span = float(np.ptp(a)) + step
-        if span >= 355:
-            method = "pc"
-        elif 175 <= span <= 190:
-            method = "vo"
-        else:
-            method = "com"
-    if method == "com":
-        return find_center_com(s, a, **kwargs)
-    if method == "vo":
-        return find_center_vo(s, a, **kwargs)
-    if method == "pc":
-        return find_center_pc(s, a, **kwargs)
-    if method == "sharpness":
-        return find_center_sharpness(s, a, **kwargs)
-    raise ValueError(f"method must be 'auto', 'vo', 'pc', 'com' or 'sharpness', got {method!r}")
+    return estimate_center(sinogram, angles, method, **kwargs).center

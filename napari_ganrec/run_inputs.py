@@ -39,9 +39,19 @@ __all__ = [
     "Coverage",
     "angular_coverage",
     "fbp_preview",
-    "center_scan",
     "scan_centers",
+    "BINNINGS",
+    "Binning",
+    "projection_view",
+    "layer_line_integrals",
+    "cpu_hint",
+    "CPU_HINT_PX",
 ]
+
+#: Binning factors the widget offers.
+BINNINGS = (1, 2, 4)
+#: Slices wider than this many pixels get a hint to bin when they are about to run on the CPU.
+CPU_HINT_PX = 512
 
 LAYOUTS = ("vertical", "horizontal", "sinograms")
 LAYOUT_LABELS = {
@@ -297,20 +307,153 @@ def fbp_preview(sinograms, angles, center: float | None = None, device: str = "c
     return out.cpu().numpy().astype(np.float32)
 
 
-def center_scan(sinogram, angles, centers, device: str = "cpu", progress=None) -> np.ndarray:
-    """FBP of one sinogram ``(angles, detector)`` for each centre: ``(len(centers), D, D)``.
+@dataclass(frozen=True)
+class Binning:
+    """Binning of the detector (and optionally the rows) before a run.
 
-    ``progress``, if given, is called with the index of each finished centre.
+    Detector bin ``j`` averages pixels ``b*j ... b*j + b - 1`` (a remainder at the end is dropped,
+    as :func:`napari_ganrec.preprocess.bin_stack` does), so it is centred at ``b*j + (b - 1)/2``:
+    a centre ``c`` in detector pixels is ``(c - (b - 1)/2) / b`` in binned pixels. Line integrals
+    keep their values, so the reconstruction of binned data is in units per *binned* pixel
+    (``factor`` times the unbinned value), as for ``bin_stack``.
+
+    Attributes
+    ----------
+    factor : int
+        1, 2 or 4 (any positive integer is accepted).
+    rows : bool
+        Also average ``factor`` consecutive rows (slices) into one.
     """
-    s = np.asarray(sinogram)
-    if s.ndim != 2:
-        raise ValueError(f"centre scan needs one sinogram (angles, detector), got shape {s.shape}")
-    centers = np.asarray(centers, dtype=np.float64).ravel()
-    if centers.size == 0:
-        raise ValueError("centre scan needs at least one centre")
-    out = np.empty((centers.size, s.shape[1], s.shape[1]), dtype=np.float32)
-    for i, c in enumerate(centers):
-        out[i] = fbp_preview(s[None], angles, float(c), device=device)[0]
-        if progress is not None:
-            progress(i)
-    return out
+
+    factor: int = 1
+    rows: bool = True
+
+    def __post_init__(self):
+        f = self.factor
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1:
+            raise ValueError(f"binning factor must be a positive integer, got {f!r}")
+        object.__setattr__(self, "factor", int(f))
+
+    @property
+    def row_factor(self) -> int:
+        return self.factor if self.rows else 1
+
+    def center(self, center: float) -> float:
+        """Centre ``center`` (detector pixels) in binned pixels."""
+        return (float(center) - (self.factor - 1) / 2.0) / self.factor
+
+    def unbinned_center(self, center: float) -> float:
+        """Centre ``center`` (binned pixels) in detector pixels."""
+        return float(center) * self.factor + (self.factor - 1) / 2.0
+
+    def n_det(self, n_det: int) -> int:
+        """Detector width after binning."""
+        return int(n_det) // self.factor
+
+    def check_rows(self, start: int, stop: int) -> None:
+        """Raise a ``ValueError`` when the slice range ``start:stop`` is too short to bin."""
+        n = int(stop) - int(start)
+        if n < self.row_factor:
+            raise ValueError(
+                f"binning {self.factor} with rows averages {self.factor} rows into one slice, but the "
+                f"slice range holds {n} row(s): choose at least {self.factor} slices, or untick "
+                "'bin rows' to bin the detector only")
+
+    def rows_used(self, start: int, stop: int) -> tuple[int, int]:
+        """The rows ``start:stop`` actually read (a remainder of the row binning is dropped)."""
+        self.check_rows(start, stop)
+        k = self.row_factor
+        return int(start), int(start) + (int(stop) - int(start)) // k * k
+
+    def apply(self, sinograms: np.ndarray) -> np.ndarray:
+        """Bin sinograms ``(n_rows, n_angles, n_det)`` -> ``(n_rows // k, n_angles, n_det // b)``."""
+        s = np.asarray(sinograms, dtype=np.float32)
+        if s.ndim != 3:
+            raise ValueError(f"sinograms must be (rows, angles, detector), got shape {s.shape}")
+        b, k = self.factor, self.row_factor
+        nr, na, nd = s.shape[0] // k, s.shape[1], s.shape[2] // b
+        if nr < 1 or nd < 2:
+            raise ValueError(f"binning {b} is too large for sinograms of shape {s.shape}")
+        if b == 1 and k == 1:
+            return s
+        s = s[: nr * k, :, : nd * b].reshape(nr, k, na, nd, b).mean(axis=(1, 4))
+        return np.ascontiguousarray(s, dtype=np.float32)
+
+    def metadata(self) -> dict:
+        """What a result layer's metadata says about the binning."""
+        return {"factor": self.factor, "rows": bool(self.rows),
+                "values": "per binned pixel" if self.factor > 1 else "per detector pixel"}
+
+
+def projection_view(data, layout: str = "vertical", metadata: Mapping | None = None):
+    """An image in any layout as a projection stack ``(angles, rows, detector)``, and its metadata.
+
+    No data are read (the view of a dask array stays lazy). A ``"horizontal"`` tilt series is
+    transposed (with its flats and darks), a sinogram stack ``(slices, angles, detector)`` moved
+    to ``(angles, slices, detector)``, a 2-D sinogram becomes one row.
+    """
+    md = dict(metadata or {})
+    shape = tuple(np.shape(data))
+    info = input_shape(shape, layout)
+    if info.layout == "sinogram":
+        return data[:, None, :], md
+    if info.layout == "vertical":
+        return data, md
+    if info.layout == "horizontal":
+        for key in ("flats", "darks"):
+            f = md.get(key)
+            if f is not None and np.ndim(f) == 3:
+                md[key] = np.swapaxes(np.asarray(f), 1, 2)
+        return data.transpose(0, 2, 1), md
+    return data.transpose(1, 0, 2), md
+
+
+def layer_line_integrals(data, metadata: Mapping | None, layout: str, angles, start: int, stop: int,
+                         choice: str = "auto"):
+    """Line-integral sinograms ``(stop - start, angles, detector)`` of an image layer's slices.
+
+    The one read path of the CLI (:func:`napari_ganrec.io.line_integrals` on
+    :func:`napari_ganrec.io.tomodata_from_layer`): raw counts are flat/dark corrected with the
+    flats and darks the reader left in ``metadata`` and ``-log``'d, transmission is ``-log``'d,
+    line integrals (e.g. a pre-processed layer) are used as they are.
+
+    Returns
+    -------
+    (numpy.ndarray, DataKind)
+        The sinograms and what the data were taken for (and why).
+
+    Raises
+    ------
+    NotLineIntegralsError
+        When the slices cannot be made into line integrals (says why and what to do).
+    ValueError
+        Bad slice range, layout or angles.
+    """
+    from .io import line_integrals, resolve_kind, tomodata_from_layer
+
+    info = input_shape(tuple(np.shape(data)), layout)
+    start, stop = _slice_range(start, stop, info.n_slices)
+    view, md = projection_view(data, layout, metadata)
+    tomo = tomodata_from_layer(view, md, angles=np.asarray(angles, dtype=np.float64))
+    rows = slice(start, stop)
+    kind = resolve_kind(tomo, choice, rows)
+    return line_integrals(tomo, rows, kind=kind), kind
+
+
+def cpu_hint(n_det: int, device: str, factor: int = 1) -> str:
+    """A one-line hint to bin when a slice wider than :data:`CPU_HINT_PX` is about to run on the
+    CPU (``""`` otherwise). ``n_det`` is the detector width after binning by ``factor``."""
+    if int(n_det) <= CPU_HINT_PX:
+        return ""
+    try:
+        from .projector import resolve_device
+
+        dev = str(resolve_device(device))
+    except ValueError:
+        dev = str(device)
+    if not dev.startswith("cpu"):
+        return ""
+    better = [b for b in BINNINGS if b > factor and int(n_det) * factor // b <= CPU_HINT_PX]
+    advice = f"choose binning {better[0]}" if better else "bin more"
+    return (f"{int(n_det)} px slices on the CPU take minutes per run: {advice} for a first look, or run "
+            "on a GPU")

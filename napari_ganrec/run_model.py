@@ -36,6 +36,8 @@ __all__ = [
     "run_reconstruction",
     "run_metadata",
     "warm_up",
+    "eta_seconds",
+    "format_seconds",
 ]
 
 #: Methods the widget offers, as the engine names them, with their labels.
@@ -391,6 +393,9 @@ class RunState:
     image_produced_at: float = 0.0
     n_images: int = 0
     loss_history: dict = field(default_factory=dict)
+    #: (elapsed, iteration) of the first update with an iteration done: the time before it
+    #: (set-up, first iteration) is left out of the time estimate
+    first_progress: tuple = (0.0, 0)
 
     def reset(self, total: int) -> None:
         """Start a new run of ``total`` iterations."""
@@ -403,6 +408,7 @@ class RunState:
         self.elapsed = 0.0
         self.message = ""
         self.total = int(total)
+        self.first_progress = (0.0, 0)
         self.iteration = 0
         self.status = "running"
 
@@ -420,6 +426,8 @@ class RunState:
                 vals.append(value)
         self.total = update.total
         self.elapsed = update.elapsed
+        if self.first_progress[1] == 0 and update.iteration > 0:
+            self.first_progress = (float(update.elapsed), int(update.iteration))
         if update.image is not None:
             self.image_iteration = update.image_iteration
             self.image_produced_at = update.produced_at
@@ -429,9 +437,39 @@ class RunState:
             self.image = update.image
         self.iteration = update.iteration
 
+    def eta(self) -> float | None:
+        """Seconds left, estimated from the iterations since the first update (or ``None``)."""
+        t0, it0 = self.first_progress
+        return eta_seconds(self.elapsed, self.iteration, self.total, t0, it0)
+
     def last_losses(self) -> dict[str, float]:
         """The latest value of each loss."""
         return {k: v[1][-1] for k, v in self.loss_history.items() if v[1]}
+
+
+def eta_seconds(elapsed: float, iteration: int, total: int, first_elapsed: float = 0.0,
+                first_iteration: int = 0, min_iterations: int = 2) -> float | None:
+    """Seconds left in a run, from the rate since its first iterations.
+
+    The rate is measured between ``(first_elapsed, first_iteration)`` (the first progress seen,
+    which includes the set-up) and ``(elapsed, iteration)``. Returns ``None`` until
+    ``min_iterations`` iterations have passed since then, or once the run is complete.
+    """
+    done = int(iteration) - int(first_iteration)
+    if done < max(1, int(min_iterations)) or iteration >= total:
+        return None
+    rate = (float(elapsed) - float(first_elapsed)) / done
+    return max(0.0, rate * (int(total) - int(iteration)))
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    s = int(round(float(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
 
 
 def run_metadata(
@@ -444,6 +482,7 @@ def run_metadata(
     elapsed: float,
     status: str,
     started: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a result layer's ``metadata`` says about how it was made (plain, JSON-friendly)."""
     from . import __version__
@@ -475,6 +514,8 @@ def run_metadata(
     if params.options:
         md["options"] = {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in params.options.items()}
+    if extra:
+        md.update(extra)
     return md
 
 

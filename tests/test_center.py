@@ -103,3 +103,30 @@ def test_tooth_auto_center_matches_fine_scan_and_sharpens_fbp():
         with torch.no_grad():
             recs.append(fbp(proj, torch.from_numpy(b)[None])[0].numpy())
     assert C.sharpness(recs[0]) > 1.05 * C.sharpness(recs[1])
+
+
+@pytest.mark.parametrize("span, method", [((0, 180), "vo"), ((0, 360), "pc"), ((-35, 35), "com"),
+                                          ((0, 120), "com")])
+def test_estimate_center_says_which_method_found_it(image, span, method):
+    from napari_ganrec.geometry import angles_from_range
+
+    a = angles_from_range(span[0], span[1], 90)
+    sino = project(image, a, center=33.0)
+    est = C.estimate_center(sino, a)
+    assert est.method == method == C.auto_center_method(a)
+    assert est.center == pytest.approx(33.0, abs=0.5)
+    assert est.label == C.CENTER_METHOD_LABELS[method]
+    assert C.find_center(sino, a) == est.center
+    forced = C.estimate_center(sino, a, method="sharpness")
+    assert forced.method == "sharpness"
+    with pytest.raises(ValueError, match="method must be"):
+        C.estimate_center(sino, a, method="magic")
+
+
+def test_the_cli_uses_the_same_automatic_centre(image):
+    from napari_ganrec._cli_reconstruct import _resolve_center
+
+    a = np.arange(0, 180, 2.0)
+    sino = project(image, a, center=30.5)
+    assert _resolve_center(None, sino, a) == C.estimate_center(sino, a).center
+    assert _resolve_center("31.25", sino, a) == 31.25

@@ -39,11 +39,34 @@ def test_reconstruction_widget_and_samples_are_contributed(manifest):
     widgets = {w.display_name: w.command for w in c.widgets}
     assert widgets["GANrec reconstruction"] == "napari-ganrec.make_reconstruction_widget"
     assert commands["napari-ganrec.make_reconstruction_widget"].python_name == (
-        "napari_ganrec._napari:make_reconstruction_widget")
+        "napari_ganrec._napari:ReconstructionWidget")
     samples = {s.display_name: s.command for s in c.sample_data}
     wedge = "Porous particle, +-35 degrees (51 projections)"
     assert samples[wedge] == "napari-ganrec.sample_wedge35"
     assert samples["Porous particle, 0-120 degrees"] == "napari-ganrec.sample_range120"
+
+
+def test_every_widget_is_a_class_napari_hands_the_viewer(manifest):
+    """napari 0.9 inspects the contribution's ``__init__`` and passes the viewer only to an argument
+    named ``napari_viewer`` or annotated ``napari.viewer.Viewer``: a factory function gets nothing."""
+    import importlib
+    import inspect
+
+    from napari_ganrec._napari import WIDGETS
+
+    commands = {cmd.id: cmd for cmd in manifest.contributions.commands}
+    widgets = {w.display_name: commands[w.command].python_name for w in manifest.contributions.widgets}
+    assert set(widgets) == set(WIDGETS)
+    for name, python_name in widgets.items():
+        module, attr = python_name.split(":")
+        assert module == "napari_ganrec._napari" and attr == WIDGETS[name]
+        cls = getattr(importlib.import_module(module), attr)
+        assert inspect.isclass(cls), f"{name}: {python_name} is not a class"
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        first = params[0]
+        assert first.name == "napari_viewer" and first.annotation in ("napari.viewer.Viewer",), (
+            f"{name}: napari would not pass the viewer to {first}")
+        assert all(p.default is not inspect.Parameter.empty for p in params[1:])
 
 
 def test_manifest_keeps_the_other_issues_slots():

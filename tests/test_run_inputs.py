@@ -8,11 +8,14 @@ from napari_ganrec.geometry import angles_from_range
 from napari_ganrec.run_inputs import (
     angles_from_metadata,
     angular_coverage,
+    Binning,
     center_from_metadata,
-    center_scan,
+    cpu_hint,
     extract_sinograms,
     fbp_preview,
     input_shape,
+    layer_line_integrals,
+    projection_view,
     read_angles_file,
     scan_centers,
     slice_marker_lines,
@@ -155,14 +158,101 @@ def test_fbp_preview_matches_truth(shifted):
     assert err_good < 0.1  # values near the phantom's (0, 1, 2)
 
 
-def test_center_scan_finds_the_axis(shifted):
+def test_the_widget_centre_scan_is_the_centre_module_one():
+    """One centre scan: the widget's comes from napari_ganrec.center (run_inputs has none)."""
+    import napari_ganrec.run_inputs as ri
+
+    assert not hasattr(ri, "center_scan") and "center_scan" not in ri.__all__
+
+
+def test_binning_bins_detector_and_rows_and_scales_the_centre():
+    b = Binning(2)
+    s = np.arange(4 * 3 * 8, dtype=np.float32).reshape(4, 3, 8)  # (rows, angles, det)
+    out = b.apply(s)
+    assert out.shape == (2, 3, 4)
+    np.testing.assert_allclose(out[0, 0, 0], s[0:2, 0, 0:2].mean())
+    np.testing.assert_allclose(out[1, 2, 3], s[2:4, 2, 6:8].mean())
+    # detector bin j is centred at 2j + 0.5: centre 10.5 -> 5.0, and back
+    assert b.center(10.5) == 5.0 and b.unbinned_center(5.0) == 10.5
+    assert Binning(4).center(295.5) == pytest.approx((295.5 - 1.5) / 4)
+    assert Binning(1).center(12.25) == 12.25
+    # detector only
+    d = Binning(4, rows=False)
+    assert d.apply(s).shape == (4, 3, 2) and d.row_factor == 1
+    assert d.rows_used(1, 2) == (1, 2)
+    # rows: a remainder is dropped, too few rows is a clear error
+    assert b.rows_used(0, 5) == (0, 4)
+    with pytest.raises(ValueError, match="untick 'bin rows'"):
+        b.rows_used(1, 2)
+    with pytest.raises(ValueError, match="positive integer"):
+        Binning(0)
+    assert Binning(2).metadata() == {"factor": 2, "rows": True, "values": "per binned pixel"}
+
+
+def test_binned_fbp_is_the_unbinned_one_at_the_binned_scale(shifted):
+    """The binned run reconstructs the same slice: the centre scaled with the binning, values per
+    binned pixel (twice the unbinned ones for binning 2)."""
     sino, a, truth = shifted
-    centers = scan_centers(24, 3, 1)  # 21 ... 27
-    seen = []
-    stack = center_scan(sino, a, centers, progress=seen.append)
-    assert stack.shape == (7, 48, 48)
-    assert seen == list(range(7))
-    errs = [np.abs(s - truth).mean() for s in stack]
-    assert centers[int(np.argmin(errs))] == 22.0
-    with pytest.raises(ValueError, match="one sinogram"):
-        center_scan(sino[None], a, centers)
+    full = fbp_preview(sino[None], a, 22.0)[0]
+    b = Binning(2, rows=False)
+    half = fbp_preview(b.apply(sino[None]), a, b.center(22.0))[0]
+    assert half.shape == (24, 24)
+    down = full.reshape(24, 2, 24, 2).mean(axis=(1, 3))
+    assert np.corrcoef(half.ravel(), down.ravel())[0, 1] > 0.95
+    assert half.sum() == pytest.approx(2 * down.sum(), rel=0.1)
+
+
+def test_cpu_hint_only_for_wide_slices_on_the_cpu(monkeypatch):
+    assert cpu_hint(512, "cpu") == ""
+    hint = cpu_hint(640, "cpu")
+    assert "640 px" in hint and "binning 2" in hint and "\n" not in hint
+    assert "binning 4" in cpu_hint(1280, "cpu", 1)
+    assert cpu_hint(160, "cpu", 4) == ""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "640 px" in cpu_hint(640, "auto")  # auto resolves to the CPU here
+
+
+def test_projection_view_of_every_layout(stack):
+    v, _ = projection_view(stack, "vertical")
+    assert v is stack
+    h, md = projection_view(stack, "horizontal", {"flats": np.zeros((2, 4, 6))})
+    assert h.shape == (5, 6, 4) and md["flats"].shape == (2, 6, 4)
+    s, _ = projection_view(stack, "sinograms")  # (slices, angles, det) -> (angles, slices, det)
+    assert s.shape == (4, 5, 6)
+    np.testing.assert_array_equal(s[:, 1, :], stack[1])
+    two, _ = projection_view(stack[0], "vertical")
+    assert two.shape == (4, 1, 6)
+
+
+def test_layer_line_integrals_correct_raw_counts_like_the_cli():
+    """A layer of raw counts with flats and darks in its metadata (as the reader leaves them) is
+    flat/dark corrected and -log'd by io.line_integrals; a pre-processed layer is used as it is."""
+    from napari_ganrec.io import TomoData, line_integrals
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.1, 2.0, (7, 3, 10)).astype(np.float32)  # line integrals (angles, rows, det)
+    flats = np.full((2, 3, 10), 1000.0, np.float32)
+    darks = np.full((2, 3, 10), 20.0, np.float32)
+    raw = (20 + 980 * np.exp(-p)).astype(np.float32)
+    a = angles_from_range(0, 180, 7)
+    md = {"angles_deg": a, "flats": flats, "darks": darks, "kind": "raw", "source": "x.h5"}
+    sinos, kind = layer_line_integrals(raw, md, "vertical", a, 1, 3)
+    assert kind.kind == "raw"
+    assert sinos.shape == (2, 7, 10)
+    np.testing.assert_allclose(sinos, p[:, 1:3].transpose(1, 0, 2), rtol=1e-3, atol=1e-4)
+    cli = line_integrals(TomoData(raw, a, flats, darks, {"kind": "raw", "source": "x.h5"}), slice(1, 3))
+    np.testing.assert_array_equal(sinos, cli)
+    pre, kind = layer_line_integrals(p, {"angles_deg": a, "kind": "line_integrals"}, "vertical", a, 0, 1)
+    assert kind.kind == "line_integrals"
+    np.testing.assert_array_equal(pre[0], p[:, 0])  # not corrected twice
+
+
+def test_layer_line_integrals_refuse_counts_without_flats():
+    from napari_ganrec.io import NotLineIntegralsError
+
+    raw = np.full((7, 2, 10), 900.0, np.float32)
+    a = angles_from_range(0, 180, 7)
+    with pytest.raises(NotLineIntegralsError):
+        layer_line_integrals(raw, {"angles_deg": a, "kind": "raw"}, "vertical", a, 0, 1)

@@ -8,7 +8,15 @@ import pytest
 
 from napari_ganrec import phantoms
 from napari_ganrec.geometry import angles_from_range
-from napari_ganrec.run_model import RunParams, RunState, RunUpdate, run_metadata, run_reconstruction
+from napari_ganrec.run_model import (
+    RunParams,
+    RunState,
+    RunUpdate,
+    eta_seconds,
+    format_seconds,
+    run_metadata,
+    run_reconstruction,
+)
 
 ANGLES = tuple(angles_from_range(0, 180, 8))
 
@@ -268,3 +276,35 @@ def test_volume_mode_fills_the_volume_slice_by_slice_with_warm_start():
     md = run_metadata(params, source="s", slices=(0, 3), layout="vertical", iteration=10, elapsed=1.0,
                       status="finished")
     assert md["volume_mode"] == {"slices": 3, "first_iterations": 6, "warm_iterations": 2}
+
+
+def test_eta_from_the_rate_after_the_first_iterations():
+    # the first update (iteration 1 at 5 s) carries the set-up; then 2 s per iteration
+    assert eta_seconds(5.0, 1, 100, 5.0, 1) is None  # nothing to measure yet
+    assert eta_seconds(7.0, 2, 100, 5.0, 1) is None  # one iteration: not yet
+    assert eta_seconds(9.0, 3, 100, 5.0, 1) == pytest.approx(2.0 * 97)
+    assert eta_seconds(9.0, 100, 100, 5.0, 1) is None  # done
+    assert format_seconds(42.4) == "42 s"
+    assert format_seconds(185) == "3 min 05 s"
+    assert format_seconds(3720) == "1 h 02 min"
+
+
+def test_state_estimates_the_time_left():
+    st = RunState()
+    st.reset(50)
+    assert st.eta() is None
+    st.apply(RunUpdate(iteration=2, total=50, elapsed=10.0))  # slow first iterations (set-up)
+    st.apply(RunUpdate(iteration=6, total=50, elapsed=12.0))  # then 0.5 s per iteration
+    assert st.first_progress == (10.0, 2)
+    assert st.eta() == pytest.approx(0.5 * 44)
+    st.reset(10)
+    assert st.first_progress == (0.0, 0) and st.eta() is None
+
+
+def test_run_metadata_takes_what_the_widget_adds():
+    p = RunParams(angles=(0.0, 90.0), method="fbp", center=73.375)
+    md = run_metadata(p, source="tooth", slices=(0, 1), layout="vertical", iteration=1,
+                      elapsed=0.5, status="finished",
+                      extra={"center": 295.0, "center_binned": 73.375, "binning": {"factor": 4}})
+    assert md["center"] == 295.0 and md["center_binned"] == 73.375
+    assert md["binning"] == {"factor": 4}

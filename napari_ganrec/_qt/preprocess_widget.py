@@ -10,6 +10,8 @@ Heavy work runs in a thread worker; layers are added on the main thread.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
@@ -23,19 +25,26 @@ from magicgui.widgets import (
 
 from .. import center as center_mod
 from .. import preprocess as pp
+from ..run_inputs import layer_line_integrals
 
-__all__ = ["PreprocessWidget", "make_preprocess_widget"]
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = ["PreprocessWidget"]
 
 _FROM_METADATA = "(layer metadata)"
 _NONE = "(none)"
 
 
 class PreprocessWidget(Container):
-    """Pre-processing and centre-of-rotation dock widget (see the module docstring)."""
+    """Pre-processing and centre-of-rotation dock widget (see the module docstring).
 
-    def __init__(self, viewer):
+    napari opens it from the Plugins menu with the viewer as ``napari_viewer``.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
-        self.viewer = viewer
+        viewer = self.viewer = napari_viewer
         self.layer = ComboBox(label="projections", choices=self._image_layers)
         self.flats = ComboBox(label="flats", choices=self._field_choices)
         self.darks = ComboBox(label="darks", choices=self._field_choices)
@@ -156,16 +165,13 @@ class PreprocessWidget(Container):
         self.status.value = f"added {kwargs['name']!r} {out.shape}"
 
     def _sinogram(self, layer) -> np.ndarray:
-        data = layer.data
-        row = int(self.row.value)
-        frame = np.asarray(data[:, row, :], dtype=np.float32)
-        if layer.metadata.get("kind") not in ("line_integrals",):
-            flats = self._field(self.flats.value, "flats", layer)
-            darks = self._field(self.darks.value, "darks", layer)
-            f = None if flats is None else np.asarray(flats)[..., row : row + 1, :]
-            d = None if darks is None else np.asarray(darks)[..., row : row + 1, :]
-            frame = pp.minus_log(pp.normalize(frame[:, None, :], f, d))[:, 0, :]
-        return frame
+        """Line integrals of the chosen row through the CLI's read path (flats and darks as chosen)."""
+        md = dict(layer.metadata)
+        for key, box in (("flats", self.flats), ("darks", self.darks)):
+            md[key] = self._field(box.value, key, layer)
+        sino, _ = layer_line_integrals(layer.data, md, self.axis.value, self._angles(layer),
+                                       int(self.row.value), int(self.row.value) + 1)
+        return sino[0]
 
     def _run(self, fn, on_done):
         from napari.qt.threading import create_worker
@@ -186,12 +192,12 @@ class PreprocessWidget(Container):
         sino, angles = self._sinogram(layer), self._angles(layer)
         self.status.value = "finding the centre..."
 
-        def done(c):
-            self.center.value = float(c)
-            layer.metadata["center"] = float(c)
-            self.status.value = f"centre {c:.2f}"
+        def done(est):
+            self.center.value = est.center
+            layer.metadata["center"] = est.center
+            self.status.value = f"centre {est.center:.2f} ({est.label})"
 
-        return self._run(lambda: center_mod.find_center(sino, angles), done)
+        return self._run(lambda: center_mod.estimate_center(sino, angles), done)
 
     def center_scan(self, _=None):
         """Add a stack of FBP slices for centres ``centre +- range`` (in a worker)."""
@@ -214,8 +220,3 @@ class PreprocessWidget(Container):
             self.status.value = f"scan: sharpest at {best:.2f} (slider = centre index)"
 
         return self._run(lambda: center_mod.center_scan(sino, angles, centers), done)
-
-
-def make_preprocess_widget(napari_viewer) -> PreprocessWidget:
-    """npe2 widget factory."""
-    return PreprocessWidget(napari_viewer)

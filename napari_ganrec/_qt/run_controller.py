@@ -29,6 +29,7 @@ from ..run_model import (
     run_metadata,
     run_reconstruction,
 )
+from .framing import framing_steps
 
 RESULT_KEY = "napari_ganrec_result"
 
@@ -124,16 +125,21 @@ class RunController(QObject):
         slices: tuple[int, int] | None,
         layout: str,
         scale: tuple[float, float] = (1.0, 1.0),
+        slice_scale: float = 1.0,
+        extra: dict | None = None,
     ) -> bool:
         """Start a run; returns ``False`` (and says why) if one is already going.
 
-        ``sinograms`` must be an array the caller gives away (the worker reads it).
+        ``sinograms`` must be an array the caller gives away (the worker reads it). ``scale`` is
+        the pixel size of the result's rows and columns, ``slice_scale`` that of its slices (the
+        row binning); ``extra`` goes into the result layer's metadata (binning, data kind, ...).
         """
         if self.busy:
             show_info("A reconstruction is already running: stop it before starting another.")
             return False
         self._params = params
         self._context = dict(source=source, slices=slices, layout=layout, scale=tuple(scale),
+                             slice_scale=float(slice_scale), extra=dict(extra or {}),
                              started=datetime.now(timezone.utc), name=live_layer_name(
                                  source, slices, params.method))
         self._error = None
@@ -371,7 +377,7 @@ class RunController(QObject):
         md = run_metadata(
             self._params, source=ctx["source"], slices=ctx["slices"], layout=ctx["layout"],
             iteration=self.state.image_iteration or self.state.iteration,
-            elapsed=self.state.elapsed, status=status, started=ctx["started"])
+            elapsed=self.state.elapsed, status=status, started=ctx["started"], extra=ctx.get("extra"))
         if ctx.get("device"):
             md["device"] = ctx["device"]
         if self._error:
@@ -398,7 +404,7 @@ class RunController(QObject):
         n_det = int(sino_shape[-1])
         img_shape = (n_det, n_det) if len(sino_shape) == 2 else (int(sino_shape[0]), n_det, n_det)
         md = self._metadata("running")
-        scale = (1.0,) * (len(img_shape) - 2) + tuple(self._context["scale"])
+        scale = (self._context["slice_scale"],) * (len(img_shape) - 2) + tuple(self._context["scale"])
         self.image_layer = self.viewer.add_image(
             np.zeros(img_shape, np.float32), name=self._context["name"],
             metadata={**md, "content": "image"}, colormap="gray", scale=scale,
@@ -421,7 +427,7 @@ class RunController(QObject):
         n_det = int(sino_shape[-1])
         img_shape = (n_det, n_det) if len(sino_shape) == 2 else (int(sino_shape[0]), n_det, n_det)
         md = self._metadata("running")
-        scale = (1.0,) * (len(img_shape) - 2) + tuple(self._context["scale"])
+        scale = (self._context["slice_scale"],) * (len(img_shape) - 2) + tuple(self._context["scale"])
         self.uncertainty_layer = self.viewer.add_image(
             np.zeros(img_shape, np.float32), name=f"{self._context['name']} uncertainty",
             metadata={**md, "content": "uncertainty"}, colormap="magma", scale=scale,
@@ -435,9 +441,12 @@ class RunController(QObject):
         layer.reset_contrast_limits()
         reveal = not self._revealed
         if reveal:
-            # added hidden (so adding it does not also draw it), shown with its first picture
+            # added hidden (so adding it does not also draw it), shown with its first picture,
+            # alone and framed: the canvas leaves the projection stack's axes for the result's
             self._revealed = True
             layer.visible = True
+            self._frame_later(framing_steps(self.viewer, layer,
+                                            keep=(self.residual_layer, self.uncertainty_layer)))
         layer.metadata["iterations"] = int(update.image_iteration)
         layer.metadata["elapsed_s"] = round(float(update.elapsed), 3)
         res = self.residual_layer
@@ -459,10 +468,28 @@ class RunController(QObject):
                 unc.visible = True
         self._await_paint = update.produced_at
 
+    def _frame_later(self, steps: list) -> None:
+        """Run the framing steps one per event-loop turn (each costs a redraw of the layer list
+        or canvas), so that the viewer keeps answering in between."""
+        if not steps:
+            return
+        step = steps.pop(0)
+
+        def run():
+            image = self.image_layer
+            if image is not None and image in self.viewer.layers:
+                step()
+                self._frame_later(steps)
+
+        QTimer.singleShot(self.stage_gap_ms, run)
+
     # latency from an engine step to the canvas draw that shows it
     def _connect_draw(self) -> None:
+        # napari hands plugin widgets a PublicOnlyProxy of the viewer; the canvas's draw event
+        # (for the latency figure only) is private, so it is read from the viewer behind it
+        viewer = getattr(self.viewer, "__wrapped__", self.viewer)
         try:
-            emitter = self.viewer.window._qt_viewer.canvas._scene_canvas.events.draw
+            emitter = viewer.window._qt_viewer.canvas._scene_canvas.events.draw
         except AttributeError:
             return
         emitter.connect(self._on_draw)

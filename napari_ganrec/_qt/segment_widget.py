@@ -12,6 +12,7 @@ Widgets are touched only on the main thread; the worker gets every parameter as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import Qt
@@ -33,8 +34,12 @@ from qtpy.QtWidgets import (
 )
 
 from .. import segment as sg
+from .framing import frame_layer
 from .segment_plots import HistogramCanvas
 from .segment_table import PoreTableWidget
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
 
 __all__ = ["SegmentationWidget"]
 
@@ -84,7 +89,7 @@ class SegmentationWidget(QWidget):
     napari_viewer : napari.viewer.Viewer
     """
 
-    def __init__(self, napari_viewer, parent=None):
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.result: sg.SegmentationResult | None = None
@@ -415,6 +420,9 @@ class SegmentationWidget(QWidget):
         self.pores_layer.metadata["segmentation"] = result.summary()
         self._remove_preview()
         self.viewer.dims.ndisplay = 3
+        frame_layer(self.viewer, self.pores_layer)  # the result alone on the canvas, framed
+        self.mask_layer.visible = True
+        self.viewer.layers.selection.active = self.pores_layer
         unit = self.unit.text().strip()
         self.table.set_table(result.table, unit)
         counts, edges = result.size_distribution(bins=max(5, min(30, result.pore_count)))

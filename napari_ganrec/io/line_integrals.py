@@ -238,8 +238,8 @@ def _from_raw(data: TomoData, proj: np.ndarray, rows: slice, kind: DataKind) -> 
         has = "darks but no flats" if data.darks is not None else "no flats"
         raise NotLineIntegralsError(
             f"{src}: raw counts need flats (open-beam images) to become transmission, and the file has "
-            f"{has}; pass flats= to read_tomo (a file or an array), or if the values are already "
-            f"normalised say --data transmission, or --data line-integrals when they are after -log "
+            f"{has}; give flats (CLI --flats FILE, API read_tomo(..., flats=file or array)), or if the "
+            f"values are already normalised say --data transmission, or --data line-integrals when they are after -log "
             f"({_what_to_do(kind)})"
         )
     from ..preprocess import check_flats_darks

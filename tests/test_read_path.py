@@ -83,6 +83,14 @@ def test_raw_counts_without_flats_are_an_error_not_negative_line_integrals(tmp_p
         np.testing.assert_array_equal(line_integrals(d, choice="line-integrals"),
                                       proj.astype(np.uint16).astype(np.float32).transpose(1, 0, 2))
 
+    # integer counts of a sample wider than the field (dark edges) are still counts
+    wide = proj.astype(np.uint16)
+    wide[..., :2] = wide[..., -2:] = 3
+    np.save(tmp_path / "w.npy", wide)
+    with read_tomo(tmp_path / "w.npy", angles=ANGLES) as d:
+        k = resolve_kind(d)
+        assert k.kind == "raw" and "integer values (uint16)" in k.reason
+
 
 def test_declared_kind_wins_over_values(tmp_path):
     """Our own metadata says what the file holds: no guess from the values."""

@@ -16,6 +16,7 @@ What the data hold (:func:`resolve_kind`), in this order:
 5. Otherwise a guess from the values, flagged ``assumed=True`` (callers warn and name ``--data``):
 
    - values clearly below zero: line integrals (intensities cannot be negative);
+   - integers above 1.05: raw counts (detectors count in integers; line integrals are floats);
    - else the detector edges (air, outside the sample) decide: bright edges (median of the outer
      columns >= half the maximum) are intensities: transmission when the maximum is <= 1.05,
      raw counts otherwise (then flats are needed: an error, never a silent ``-log`` of counts);
@@ -145,6 +146,9 @@ def _guess(data: TomoData, rows: slice) -> DataKind:
     if lo < -0.05 * scale:
         return DataKind("line_integrals", f"assumed: values go down to {lo:.3g}, which neither counts "
                         "nor transmission can", True)
+    if dtype.kind in "iu" and hi > 1.05:
+        return DataKind("raw", f"assumed: no flats or darks, integer values ({dtype}) up to {hi:.6g}, as raw "
+                        "detector counts", True)
     k = max(1, data.n_det // 20)
     edges = np.concatenate([sample[..., :k].ravel(), sample[..., -k:].ravel()])
     edges = edges[np.isfinite(edges)]
@@ -234,8 +238,8 @@ def _from_raw(data: TomoData, proj: np.ndarray, rows: slice, kind: DataKind) -> 
         has = "darks but no flats" if data.darks is not None else "no flats"
         raise NotLineIntegralsError(
             f"{src}: raw counts need flats (open-beam images) to become transmission, and the file has "
-            f"{has}; pass flats= to read_tomo (a file or an array), or if the values are already "
-            f"normalised say --data transmission, or --data line-integrals when they are after -log "
+            f"{has}; give flats (CLI --flats FILE, API read_tomo(..., flats=file or array)), or if the "
+            f"values are already normalised say --data transmission, or --data line-integrals when they are after -log "
             f"({_what_to_do(kind)})"
         )
     from ..preprocess import check_flats_darks

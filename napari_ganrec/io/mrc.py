@@ -186,7 +186,7 @@ def _pixel_size(mrc, axis: str, old: dict | None) -> float | None:
     if not unset:
         return value
     if old is not None and np.isfinite(old["pixel_size"][0]) and 0 < old["pixel_size"][0] < 1e-3:
-        return float(old["pixel_size"][0]) * 1e10  # metres -> Angstrom
+        return float(f"{float(old['pixel_size'][0]) * 1e10:.6g}")  # metres (float32) -> Angstrom
     return None
 
 

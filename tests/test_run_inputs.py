@@ -6,9 +6,9 @@ import pytest
 from napari_ganrec import phantoms
 from napari_ganrec.geometry import angles_from_range
 from napari_ganrec.run_inputs import (
+    Binning,
     angles_from_metadata,
     angular_coverage,
-    Binning,
     center_from_metadata,
     cpu_hint,
     extract_sinograms,

@@ -131,3 +131,4 @@ def _no_worker_left(qapp):
     running = [w for w in list(WorkerBase._worker_set) if w.is_running]
     assert not running, f"workers still running after the test: {running}"
     assert pool.waitForDone(3000), "a thread of the pool is still busy 3 s after the test"
+

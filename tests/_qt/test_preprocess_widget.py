@@ -10,6 +10,13 @@ from napari_ganrec.phantoms import ground_truth, porous_particle
 from napari_ganrec.projector import project
 
 
+def _open(viewer) -> PreprocessWidget:
+    """The widget as the Plugins menu opens it."""
+    _, w = viewer.window.add_plugin_dock_widget("napari-ganrec", "Pre-processing and centre")
+    assert isinstance(w, PreprocessWidget)
+    return w
+
+
 @pytest.fixture
 def raw_layer_viewer(make_napari_viewer):
     viewer = make_napari_viewer()
@@ -26,7 +33,7 @@ def raw_layer_viewer(make_napari_viewer):
 
 def test_apply_adds_a_new_layer(raw_layer_viewer, qtbot):
     viewer, raw, p = raw_layer_viewer
-    w = PreprocessWidget(viewer)
+    w = _open(viewer)
     w.layer.value = "raw"
     w.apply()
     assert len(viewer.layers) == 2
@@ -41,11 +48,12 @@ def test_apply_adds_a_new_layer(raw_layer_viewer, qtbot):
 
 def test_find_center_and_scan(raw_layer_viewer, qtbot):
     viewer, _, _ = raw_layer_viewer
-    w = PreprocessWidget(viewer)
+    w = _open(viewer)
     w.layer.value = "raw"
     worker = w.find_center()
     qtbot.waitUntil(lambda: "centre " in w.status.value, timeout=20000)
     assert w.center.value == pytest.approx(17.5, abs=0.5)
+    assert "Vo's method" in w.status.value  # the method that found it
     w.scan_range.value = 2.0
     w.scan_step.value = 0.5
     worker = w.center_scan()

@@ -27,7 +27,8 @@ def widget(make_napari_viewer, truth):
 
     viewer = make_napari_viewer()
     viewer.add_image(truth[1], name="truth", scale=(0.5, 0.5, 0.5))
-    w = SegmentationWidget(viewer)
+    _, w = viewer.window.add_plugin_dock_widget("napari-ganrec", "3D pore segmentation")  # the menu's call
+    assert isinstance(w, SegmentationWidget)
     return viewer, w
 
 

@@ -719,7 +719,14 @@ class ReconstructionWidget(QWidget):
             raise ValueError("choose an input image layer (with angles) first")
         key, compute, row = inputs
         if key != self._auto_key or self.auto_center is None:
-            self.auto_center, self._auto_key, self._auto_row = compute(), key, row
+            try:
+                est = compute()
+            except NotLineIntegralsError:
+                raise
+            except ValueError as exc:
+                raise ValueError(f"no automatic centre on row {row}: {exc}; type a centre (or use a "
+                                 "centre scan)") from None
+            self.auto_center, self._auto_key, self._auto_row = est, key, row
             self._apply_auto_center()
         return self.auto_center
 

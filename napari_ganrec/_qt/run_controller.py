@@ -79,6 +79,7 @@ class RunController(QObject):
         self._worker = None
         self._starting = False
         self._stages: list = []
+        self._nested_cpu = 0.0
         self._done = threading.Event()
         self._done.set()
         self._pbar = None
@@ -108,6 +109,10 @@ class RunController(QObject):
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
         self._render_timer.timeout.connect(self._render)
+        #: (handler, main-thread CPU seconds) of each piece of main-thread work a run makes (a
+        #: start stage, an update, a refresh of the layers, a framing step): the work done on the
+        #: main thread per update, which a busy machine does not inflate (time.thread_time)
+        self.main_thread_work: list[tuple[str, float]] = []
         self._connect_draw()
 
     # ------------------------------------------------------------------ public
@@ -157,6 +162,7 @@ class RunController(QObject):
             gc.freeze()
             self._frozen = True
         self.state.reset(params.total)
+        self.main_thread_work = []
         self.run_started.emit()
         # Each stage is one slice of main-thread work (adding a napari layer costs tens of
         # milliseconds); the event loop runs in between, so the viewer keeps answering.
@@ -170,7 +176,21 @@ class RunController(QObject):
         self._next_stage()
         return True
 
+    def _timed(self, name: str, fn: Callable, *args):
+        """Call ``fn`` and note the main thread's CPU time it took (nested timed calls excluded)."""
+        t0 = time.thread_time()
+        outer, self._nested_cpu = getattr(self, "_nested_cpu", 0.0), 0.0
+        try:
+            return fn(*args)
+        finally:
+            spent = time.thread_time() - t0
+            self.main_thread_work.append((name, spent - self._nested_cpu))
+            self._nested_cpu = outer + spent
+
     def _next_stage(self) -> None:
+        self._timed("start stage", self._next_stage_work)
+
+    def _next_stage_work(self) -> None:
         if not self._starting:
             return
         if self.state.status == "stopping":  # stopped before the worker started
@@ -269,6 +289,9 @@ class RunController(QObject):
 
     # ------------------------------------------------------------------ worker signals
     def _on_update(self, update: RunUpdate) -> None:
+        self._timed("update", self._on_update_work, update)
+
+    def _on_update_work(self, update: RunUpdate) -> None:
         if self._worker is None:
             return
         self.state.apply(update)
@@ -286,6 +309,9 @@ class RunController(QObject):
         return max(0, int(wait * 1000))
 
     def _render(self) -> None:
+        self._timed("render", self._render_work)
+
+    def _render_work(self) -> None:
         if self._pending is not None and self.defer() > 0 and self._worker is not None:
             self._render_timer.start(self._render_delay_ms() + 1)
             return
@@ -478,7 +504,7 @@ class RunController(QObject):
         def run():
             image = self.image_layer
             if image is not None and image in self.viewer.layers:
-                step()
+                self._timed("framing", step)
                 self._frame_later(steps)
 
         QTimer.singleShot(self.stage_gap_ms, run)

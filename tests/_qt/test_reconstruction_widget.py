@@ -22,10 +22,16 @@ pytestmark = pytest.mark.skipif(
     reason="napari viewer tests need a display with OpenGL (run under xvfb-run, as .ci/run does)",
 )
 
-# CPU seconds the main thread may spend between two 10 ms heartbeats during a run: its own work
-# (time.thread_time), which a busy machine does not inflate, unlike the wall-clock gap between ticks
-# (the wall-clock figures are printed, and measured by docs/screenshots.py)
-MAX_BUSY = 0.200
+# CPU seconds of main-thread work (time.thread_time) one piece of a run may take: a start stage, an
+# update, a refresh of the live layers, a framing step. A busy machine does not inflate it, unlike the
+# wall-clock gap between heartbeats (printed here; the wall-clock figures are docs/screenshots.py's)
+MAX_WORK = 0.200
+
+
+def _worst_work(widget) -> tuple[str, float]:
+    work = widget.controller.main_thread_work
+    assert work, "no main-thread work was recorded"
+    return max(work, key=lambda w: w[1])
 TIMEOUT = 60_000  # ms: generous, for a busy CI machine
 
 
@@ -117,6 +123,10 @@ def test_widget_with_the_npe2_sample(make_napari_viewer, qtbot):
     widget.layout_combo.setCurrentIndex(widget.layout_combo.findData("horizontal"))
     assert widget.shape_label.text() == "51 angles x 64 slices x 16 px"
     assert marker.data[0][0][1] == marker.data[0][1][1]
+    # slices 3-6 along x cut the particle's edge: no centre can be found there, and that is said
+    with pytest.raises(ValueError, match="no automatic centre on row 5"):
+        widget.capture()
+    widget.set_center(8.0)
     sinos, params, ctx = widget.capture()
     assert sinos.shape == (4, 51, 16) and ctx["layout"] == "horizontal"
     # the ground truth volume as input: no angle metadata, so a range over its first axis
@@ -189,9 +199,11 @@ def test_run_streams_into_one_live_layer(small, qtbot, heartbeat, notifications)
     print(f"\nrun of 24 GANrec iterations ({len(snapshots)} updates): {wall:.2f} s wall, "
           f"{heartbeat.summary()}, preview latency median "
           f"{np.median(lat) * 1000:.0f} ms, max {np.max(lat) * 1000:.0f} ms over {len(lat)}")
-    assert heartbeat.max_busy < MAX_BUSY, (
-        f"the main thread worked {heartbeat.max_busy * 1000:.0f} ms (CPU) between two heartbeats "
-        f"during the run; it was busy in:\n{heartbeat.report()}")
+    name, worst = _worst_work(widget)
+    print(f"most main-thread work of one piece of the run: {name}, {worst * 1000:.0f} ms CPU")
+    assert worst < MAX_WORK, (
+        f"one {name} took {worst * 1000:.0f} ms of main-thread CPU; during the run the main thread "
+        f"was busy in:\n{heartbeat.report()}")
 
 
 def test_pause_holds_stop_keeps_the_image(small, qtbot, heartbeat):
@@ -238,7 +250,9 @@ def test_pause_holds_stop_keeps_the_image(small, qtbot, heartbeat):
     assert not widget.controller.busy and widget.run_button.isEnabled()
     print(f"\nstop took {stop_s * 1000:.0f} ms; {heartbeat.summary()}")
     assert len(updates) <= 2  # the update in flight, at most one more: then the worker stopped
-    assert heartbeat.max_busy < MAX_BUSY, heartbeat.report()
+    name, worst = _worst_work(widget)
+    print(f"most main-thread work of one piece of the run: {name}, {worst * 1000:.0f} ms CPU")
+    assert worst < MAX_WORK, (name, worst, heartbeat.report())
 
 
 def test_errors_become_notifications(small, qtbot, notifications, tmp_path):

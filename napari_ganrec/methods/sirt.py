@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Stage, StageConfig
 from ._ops import safe_inverse
+from .base import Stage, StageConfig
 
 __all__ = ["SIRTConfig", "SIRT"]
 

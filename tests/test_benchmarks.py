@@ -16,11 +16,11 @@ def _load(name):
 def test_quality_benchmark_prints_ssim_and_psnr_tables(capsys):
     quality = _load("quality")
     assert quality.main(["--sizes", "32", "--cases", "pm35", "noisy-0-120", "--iterations", "3",
-                         "--tv-iterations", "5", "--sirt-iterations", "5", "--presets", "default",
+                         "--tv-iterations", "5", "--sirt-iterations", "5", "--chain-ganrec-iterations", "2",
                          "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "| method | ±35 (51) | noisy 0-120 |" in out
-    for method in ("FBP", "SIRT", "TV", "GANrec default"):
+    for method in ("FBP", "SIRT", "TV", "reweighted TV", "GANrec", "reweighted TV + GANrec"):
         assert f"| {method} | 0." in out
 
 

@@ -42,12 +42,15 @@ class RWTVConfig(StageConfig):
     average_last : int
         The result is the running mean of about the last this-many iterates (0: the last one); their
         spread is :meth:`RWTV.uncertainty`.
+    circle : bool
+        Only pixels inside the reconstruction circle are free (outside is 0).
     """
 
     tv_weight: float = 0.1
     eps: float = 0.1
     reweight_every: int = 100
     average_last: int = 20
+    circle: bool = True
 
     def __post_init__(self):
         check_fields(self, {"tv_weight": self.tv_weight >= 0, "eps": self.eps > 0,
@@ -89,7 +92,7 @@ class RWTV(Stage):
     name = "rwtv"
     label = "reweighted TV"
     monitor = "abs_misfit"
-    _KEYS = ("x", "y1", "y2", "w")
+    _KEYS = ("x", "xbar", "y1", "y2", "w")
 
     def __init__(self, projector, sinograms, config: RWTVConfig | None = None, *, x0=None, seed=0,
                  acceleration=None):
@@ -97,6 +100,8 @@ class RWTV(Stage):
         cfg = self.config
         n = projector.n_det
         acc = resolve_acceleration(acceleration, self.device)
+        if not cfg.circle:
+            self.mask = torch.ones_like(self.mask)
         with torch.no_grad():
             self.scale = self.b.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
             self.x_scale = image_scale(projector, self.b, self.mask)
@@ -150,8 +155,6 @@ class RWTV(Stage):
         self._check_state(state)
         for k in self._KEYS:
             setattr(self, k, self._batch_tensor(state[k]))
-        self.x = self.x * self.mask
-        self.xbar = self.x.clone()
         self._avg.reset()
 
     def close(self) -> None:

@@ -75,7 +75,7 @@ class TV(Stage):
     def image(self) -> torch.Tensor:
         return self.x * self.mask
 
-    _KEYS = ("x", "y1", "y2")
+    _KEYS = ("x", "xbar", "y1", "y2")
 
     def state(self, host: bool = True) -> dict:
         out = {"stage": self.name, "iteration": self.iteration}
@@ -88,7 +88,6 @@ class TV(Stage):
         self._check_state(state)
         for k in self._KEYS:
             setattr(self, k, self._batch_tensor(state[k]))
-        self.xbar = self.x.clone()
 
     def close(self) -> None:
         self.x = self.xbar = self.y1 = self.y2 = None

@@ -192,8 +192,9 @@ def _time_steps(solver, reps: int, dev) -> float:
 def section_gpu(args):
     """Item 2 of the volume issue: ms per slice-iteration by batch mode and execution, shared vs
     independent batches by quality per second, and a whole ``--gpu-volume``-cubed volume."""
-    from napari_ganrec.acceleration import EXECUTIONS
     from napari_ganrec.ganrec import GANrecSolver, make_config
+
+    from napari_ganrec.acceleration import EXECUTIONS
     from napari_ganrec.geometry import Geometry
     from napari_ganrec.projector import Projector
     from napari_ganrec.volume import StackedGANrecSolver

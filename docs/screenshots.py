@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--preview-every", type=int, default=2)
-    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--method", default="ganrec", help="method shown (napari_ganrec.methods)")
     parser.add_argument("--snapshot-at", type=float, default=0.3,
                         help="fraction of the run at which to take the 'running' screenshot")
     parser.add_argument("-o", "--out", type=Path, default=HERE)
@@ -102,8 +102,7 @@ def main(argv=None) -> int:
 
     pump(until=lambda: widget.warmed_up)
     widget.set_input("particle +-35 projections")
-    widget.set_method("ganrec")
-    widget.solver_options.preset.setCurrentText(args.preset)
+    widget.set_method(args.method)
     widget.device_combo.setCurrentText("auto")
     widget.iterations_spin.setValue(args.iterations)
     widget.preview_spin.setValue(args.preview_every)

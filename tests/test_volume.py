@@ -310,6 +310,6 @@ def test_volume_benchmark_gpu_section_runs(capsys):
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    for row in ("| 16 | 1 | - | prior | fp32 |", "| 16 | 2 | independent | network | auto |",
+    for row in ("| 16 | 1 | - | rwtv | fp32 |", "| 16 | 2 | independent | ganrec | auto |",
                 "| shared | fp32 |", "| independent | auto |", "| FBP | - |", "| auto | 2 | 6 / 2 |"):
         assert row in out, row

@@ -1,4 +1,5 @@
-"""Reconstruction quality: SSIM and PSNR of FBP, SIRT, TV (best weight) and GANrec.
+"""Reconstruction quality: SSIM and PSNR of FBP, SIRT, TV (best weight), reweighted TV, GANrec and
+the chain reweighted TV + GANrec, each named for what runs.
 
 Cases: 0-180, 0-120, 0-90 degrees (one projection per degree), +-35 degrees with 51 projections
 (the paper's ptychography scan), and 0-120 degrees with Poisson noise (1e4 photons). Sinograms are
@@ -9,7 +10,7 @@ averaged inside the reconstruction circle (``napari_ganrec.evaluation``).
     python benchmarks/quality.py                                   # 128 px, CPU-sized defaults
     python benchmarks/quality.py --sizes 128 256 --iterations 2000 --device cuda
     python benchmarks/quality.py --phantom foam --cases 0-120 pm35  # a family the defaults never saw
-    python benchmarks/quality.py --sizes 256 --iterations 2000 --presets default noisy --device cuda
+    python benchmarks/quality.py --methods rwtv rwtv+ganrec --rwtv-options tv_weight=0.3 eps=1.0
 """
 
 from __future__ import annotations
@@ -73,11 +74,16 @@ def run(args) -> list[dict]:
                 if best is None or s > best[0]:
                     best = (s, w, rec, time.perf_counter() - t)
             results[f"TV (best λ={best[1]:g})"] = (best[2], best[3])
-            for preset in args.presets:
+            for method in args.methods:
+                its = {"rwtv": args.iterations, "ganrec": args.iterations}
+                if method == "rwtv+ganrec":
+                    its = {"rwtv": args.iterations, "ganrec": args.chain_ganrec_iterations}
                 t = time.perf_counter()
-                rec = ng.reconstruct(sino, angles, method="ganrec", iterations=args.iterations, preset=preset,
-                                     device=args.device, seed=args.seed)
-                results[f"GANrec {preset}"] = (rec, time.perf_counter() - t)
+                rec = ng.reconstruct(sino, angles, method=method, device=args.device, seed=args.seed,
+                                     iterations={k: v for k, v in its.items() if k in method.split("+")},
+                                     **({"rwtv": dict(args.rwtv_options)} if "rwtv" in method else {}))
+                counts = "+".join(f"{k}:{v}" for k, v in its.items() if k in method.split("+"))
+                results[f"{ng.LABELS[method]} ({counts})"] = (rec, time.perf_counter() - t)
             for name, (rec, seconds) in results.items():
                 row = {"size": size, "case": case, "method": name, "ssim": ssim(gt, rec),
                        "psnr": psnr(gt, rec), "seconds": seconds}
@@ -90,18 +96,25 @@ def run(args) -> list[dict]:
 def table(rows: list[dict], cases: list[str], key: str = "ssim") -> str:
     lines = []
     for size in sorted({r["size"] for r in rows}):
-        methods = list(dict.fromkeys(r["method"].split(" (best")[0] for r in rows if r["size"] == size))
+        methods = list(dict.fromkeys(r["method"].split(" (")[0] for r in rows if r["size"] == size))
         lines.append(f"\n**{size} px — {key.upper()}**\n")
         lines.append("| method | " + " | ".join(LABELS[c] for c in cases) + " |")
         lines.append("|---|" + "---|" * len(cases))
         for m in methods:
             cells = []
             for c in cases:
-                hit = [r for r in rows if r["size"] == size and r["case"] == c and r["method"].startswith(m)]
+                hit = [r for r in rows if r["size"] == size and r["case"] == c and r["method"].split(" (")[0] == m]
                 fmt = "{:.3f}" if key == "ssim" else "{:.1f}"
                 cells.append(fmt.format(hit[0][key]) if hit else "-")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _option(text: str):
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return key, float(value) if "." in value or "e" in value else int(value)
 
 
 def main(argv=None) -> int:
@@ -109,11 +122,17 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[128])
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--phantom", default="porous", choices=["porous", "foam", "shepp"])
-    p.add_argument("--iterations", type=int, default=1000, help="GANrec iterations")
-    p.add_argument("--presets", nargs="+", default=["default", "paper"])
+    p.add_argument("--iterations", type=int, default=1000,
+                   help="iterations of reweighted TV and of GANrec (and of the chain's reweighted TV)")
+    p.add_argument("--methods", nargs="+", default=["rwtv", "ganrec", "rwtv+ganrec"],
+                   help="methods besides FBP, SIRT and the best-weight TV")
+    p.add_argument("--chain-ganrec-iterations", type=int, default=200,
+                   help="GANrec iterations of the chain rwtv+ganrec, after --iterations of reweighted TV")
+    p.add_argument("--rwtv-options", nargs="*", default=[], type=_option,
+                   help="reweighted-TV config fields, e.g. tv_weight=0.3 eps=1.0")
     p.add_argument("--sirt-iterations", type=int, default=200)
     p.add_argument("--tv-iterations", type=int, default=None,
-                   help="TV iterations (default: as many as GANrec, so both get the same budget)")
+                   help="TV iterations (default: --iterations, so TV and reweighted TV get the same budget)")
     p.add_argument("--tv-weights", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0],
                    help="TV weights tried; the best per case is reported (an oracle choice)")
     p.add_argument("--device", default="auto")
@@ -122,7 +141,8 @@ def main(argv=None) -> int:
     if args.tv_iterations is None:
         args.tv_iterations = args.iterations
     rows = run(args)
-    print(f"phantom: {args.phantom}; GANrec {args.iterations} iterations; TV {args.tv_iterations} iterations, "
+    print(f"phantom: {args.phantom}; reweighted TV and GANrec {args.iterations} iterations (chain: "
+          f"+{args.chain_ganrec_iterations} GANrec); TV {args.tv_iterations} iterations, "
           f"best of λ in {args.tv_weights}; SIRT {args.sirt_iterations} iterations")
     print(table(rows, args.cases, "ssim"))
     print(table(rows, args.cases, "psnr"))

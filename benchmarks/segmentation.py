@@ -14,7 +14,7 @@ Defaults take a few minutes on 2 CPU cores (64^3 volume; GANrec runs by default 
 Usage::
 
     python benchmarks/segmentation.py [--n 64] [--angles 80] [--range 120] [--photons 1e4]
-        [--methods fbp,tv,ganrec,ganrec:fast:3000] [--ganrec-iterations 1000] [--tv-iterations 200]
+        [--methods fbp,tv,rwtv,ganrec:3000] [--ganrec-iterations 1000] [--tv-iterations 200]
         [--denoise none|gaussian|median|nlm] [--device auto] [--seed 0] [--cache DIR]
 """
 
@@ -74,25 +74,22 @@ def score(result: sg.SegmentationResult, ph: phantoms.Phantom, shape) -> dict:
 
 
 def parse_method(token: str, args) -> tuple[str, str, dict]:
-    """A method token (``fbp``, ``tv``, ``sirt``, ``ganrec[:PRESET[:ITERATIONS]]``) -> its run."""
+    """A method token (``fbp``, ``tv``, ``sirt``, or ``rwtv``/``ganrec``/a chain ``[:ITERATIONS]``)
+    -> its run, named for what runs."""
+    from napari_ganrec.methods import LABELS, METHODS
+
     parts = token.strip().split(":")
     method = parts[0].lower()
-    if method not in ("fbp", "tv", "sirt", "ganrec"):
-        raise SystemExit(f"unknown method {token!r}")
+    if method not in METHODS:
+        raise SystemExit(f"unknown method {token!r}; methods are {METHODS}")
     kw: dict = {"iterations": 1}
     if method == "tv":
         kw["iterations"] = args.tv_iterations
     elif method == "sirt":
         kw["iterations"] = args.sirt_iterations
-    elif method == "ganrec":
-        kw["preset"] = parts[1] if len(parts) > 1 else args.ganrec_preset
-        kw["iterations"] = int(parts[2]) if len(parts) > 2 else args.ganrec_iterations
-    if method == "ganrec":
-        name = f"GANrec ({kw['preset']}, {kw['iterations']} it.)"
-    elif method in ("tv", "sirt"):
-        name = f"{method.upper()} ({kw['iterations']} it.)"
-    else:
-        name = method.upper()
+    elif method != "fbp":
+        kw["iterations"] = int(parts[1]) if len(parts) > 1 else args.ganrec_iterations
+    name = LABELS[method] if method == "fbp" else f"{LABELS[method]} ({kw['iterations']} it. per stage)"
     return method, name, kw
 
 
@@ -120,13 +117,13 @@ def main(argv=None) -> int:
     ap.add_argument("--photons", type=float, default=1e4, help="incident photons per pixel")
     ap.add_argument(
         "--methods",
-        help="comma list of fbp, tv, sirt, ganrec[:PRESET[:ITERATIONS]] (default fbp,tv and, "
+        help="comma list of fbp, tv, sirt, rwtv[:ITERATIONS], ganrec[:ITERATIONS], rwtv+ganrec (default fbp,tv and, "
         "with CUDA, ganrec)",
     )
     ap.add_argument("--tv-iterations", type=int, default=200)
     ap.add_argument("--sirt-iterations", type=int, default=200)
-    ap.add_argument("--ganrec-iterations", type=int, default=1000)
-    ap.add_argument("--ganrec-preset", default="default")
+    ap.add_argument("--ganrec-iterations", type=int, default=1000,
+                    help="iterations per stage of rwtv, ganrec and chains")
     ap.add_argument("--denoise", default="none", choices=("none", *sg.DENOISE_METHODS))
     ap.add_argument("--min-size", type=int, default=8)
     ap.add_argument("--device", default="auto")

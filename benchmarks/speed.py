@@ -1,9 +1,10 @@
-"""Speed and memory of GANrec iterations: ms per slice-iteration, peak memory, and accuracy.
+"""Speed and memory of the iterative stages: ms per slice-iteration, peak memory, and accuracy.
 
 Prints a markdown table for image sizes (default 128 and 256 on the CPU, 128, 256 and 512 on CUDA)
-with 120 projections over 0-120 degrees, batch sizes (slices per step), both stages of the default
-preset (``prior``: the primal-dual iterations on the image; ``network``: the generator iterations
-that follow) and two executions: ``fp32`` (float32, eager, losses read every iteration) and
+with 120 projections over 0-120 degrees, batch sizes (slices per step), the stages (``rwtv``:
+reweighted TV; ``ganrec``: the paper's GAN from scratch; ``ganrec+x0``: GANrec fitting a residual
+on an initial image, as the second stage of ``rwtv+ganrec``) and the executions: ``fp32``
+(float32, eager, losses read every iteration) and
 ``auto`` (on CUDA: bfloat16 generator, channels-last, fused Adam, losses read every 25
 iterations; on the CPU ``auto`` is ``fp32``), and on CUDA ``compiled`` (``auto`` plus
 ``torch.compile``; its compilation time is the warm-up column). Each configuration runs in its own process so its
@@ -40,7 +41,10 @@ def _acceleration(execution: str, amp: str | None = None):
     return replace(NAMED[execution], amp=amp) if amp is not None else NAMED[execution]
 
 
-def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage: str = "prior",
+STAGES = ("rwtv", "ganrec", "ganrec+x0")
+
+
+def _one(size: int, batch: int, device: str, iterations: int, stage: str = "rwtv",
          execution: str = "fp32", repeats: int = 3) -> dict:
     """Time one configuration: ``iterations`` per block, median of ``repeats`` blocks."""
     import resource
@@ -49,8 +53,9 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage
     import torch
 
     from napari_ganrec.acceleration import resolve_acceleration
-    from napari_ganrec.ganrec import GANrecSolver, make_config
     from napari_ganrec.geometry import Geometry
+    from napari_ganrec.methods.ganrec import GANrec
+    from napari_ganrec.methods.rwtv import RWTV
     from napari_ganrec.projector import Projector, resolve_device
 
     dev = resolve_device(device)
@@ -60,14 +65,20 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage
     t0 = time.perf_counter()
     proj = Projector(Geometry.create(angles, size), device=dev)
     build = time.perf_counter() - t0
-    cfg = make_config(preset)
-    if cfg.prior_iterations:
-        n_prior = 1 if stage == "network" else 10 ** 9  # the prior stage never ends while timed
-        cfg = make_config(cfg, prior_iterations=n_prior)
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     acc = _acceleration(execution)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    solver = GANrecSolver(proj, sino, cfg, seed=0, acceleration=acc)
+    if stage == "rwtv":
+        solver = RWTV(proj, sino, acceleration=acc)
+    else:
+        x0 = None
+        if stage == "ganrec+x0":
+            prior = RWTV(proj, sino)
+            prior.step()
+            x0 = prior.image()
+        solver = GANrec(proj, sino, seed=0, acceleration=acc, x0=x0)
     t0 = time.perf_counter()
     for _ in range(3):  # warm-up (and compilation)
         solver.step()
@@ -80,21 +91,21 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage
         t = time.perf_counter()
         for _ in range(iterations):
             losses = solver.step()
-        float(losses["l1"])  # what a run reads at the end of a block
+        float(next(iter(losses.values())))  # what a run reads at the end of a block
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         blocks.append((time.perf_counter() - t) / iterations)
     med = float(np.median(blocks))
-    resolved = resolve_acceleration(acc, dev)
+    resolved = resolve_acceleration(acc, dev, residual_generator=stage != "ganrec")
+    compiled = solver._dual if stage == "rwtv" else solver._run_g
     out = {
-        "size": size, "batch": batch, "device": str(dev), "preset": preset, "stage": stage,
+        "size": size, "batch": batch, "device": str(dev), "stage": stage,
         "execution": execution, "execution_detail": resolved.describe(),
-        "compiled": bool(solver._run_g.compiled and solver._pd_dual.compiled),
-        "compile_error": solver._run_g.error or solver._pd_dual.error,
+        "compiled": bool(compiled.compiled), "compile_error": compiled.error,
         "ms_per_iteration": 1000 * med, "ms_per_slice_iteration": 1000 * med / batch,
         "warmup_s": warmup, "projector_build_s": build, "projector": proj.method,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(), "recoveries": solver.recoveries,
+        "threads": torch.get_num_threads(), "recoveries": getattr(solver, "recoveries", 0),
     }
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 1024**2
@@ -104,8 +115,8 @@ def _one(size: int, batch: int, device: str, iterations: int, preset: str, stage
 
 def accuracy(device: str, execution: str, amp: str | None, size: int = 128, prior: int = 2000,
              network: int = 300, paper_iterations: int = 500) -> list[dict]:
-    """SSIM of the default preset (``prior`` + ``network`` iterations) and of the paper preset on a
-    porous phantom, 0-120 degrees, simulated on a 3x finer grid."""
+    """SSIM of the chain ``rwtv+ganrec`` (``prior`` + ``network`` iterations) and of GANrec alone on
+    a porous phantom, 0-120 degrees, simulated on a 3x finer grid."""
     import numpy as np
 
     from napari_ganrec import reconstruct
@@ -118,12 +129,12 @@ def accuracy(device: str, execution: str, amp: str | None, size: int = 128, prio
     angles = angles_from_range(0, 120, 120)
     sino = simulate_sinogram(phantom, angles)
     rows = []
-    for preset, its, extra in (("default", prior + network, {"prior_iterations": prior}),
-                               ("paper", paper_iterations, {})):
+    for method, its in (("rwtv+ganrec", {"rwtv": prior, "ganrec": network}),
+                        ("ganrec", {"ganrec": paper_iterations})):
         t = time.perf_counter()
-        rec = reconstruct(sino, angles, iterations=its, device=device, preset=preset, seed=0,
-                          acceleration=_acceleration(execution, amp), **extra)
-        rows.append({"preset": preset, "iterations": its, "execution": execution,
+        rec = reconstruct(sino, angles, method=method, iterations=its, device=device, seed=0,
+                          acceleration=_acceleration(execution, amp))
+        rows.append({"method": method, "iterations": sum(its.values()), "execution": execution,
                      "ssim": ssim(truth, rec), "seconds": time.perf_counter() - t,
                      "finite": bool(np.isfinite(rec).all())})
     return rows
@@ -138,9 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=None,
                    help="iterations per timed block (default 10 on the CPU, 50 on CUDA)")
     p.add_argument("--repeats", type=int, default=3, help="timed blocks (median)")
-    p.add_argument("--preset", default="default")
-    p.add_argument("--stage", default="both", choices=["prior", "network", "both"],
-                   help="which iterations of a preset with a prior stage to time")
+    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES, help="stages to time")
     p.add_argument("--executions", nargs="+", default=None, choices=EXECUTIONS,
                    help="default: fp32 on the CPU, fp32, auto and compiled on CUDA")
     p.add_argument("--accuracy", action="store_true", help="also compare SSIM of the executions")
@@ -151,13 +160,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args._one:
         size, batch, device, stage, execution = args._one.split(",")
-        print(json.dumps(_one(int(size), int(batch), device, args.iterations or 10, args.preset,
-                              stage, execution, args.repeats)))
+        print(json.dumps(_one(int(size), int(batch), device, args.iterations or 10, stage, execution,
+                              args.repeats)))
         return 0
     import torch
 
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    stages = ["prior", "network"] if args.stage == "both" else [args.stage]
+    stages = args.stages
     rows = []
     print("| device | size | batch | stage | execution | ms / iteration | ms / slice-iteration "
           "| peak RSS (MB) | peak GPU (MB) | warm-up s |")
@@ -174,8 +183,7 @@ def main(argv=None) -> int:
                     for execution in executions:
                         cmd = [sys.executable, __file__, "--_one",
                                f"{size},{batch},{device},{stage},{execution}",
-                               "--iterations", str(iterations), "--repeats", str(args.repeats),
-                               "--preset", args.preset]
+                               "--iterations", str(iterations), "--repeats", str(args.repeats)]
                         res = subprocess.run(cmd, capture_output=True, text=True)
                         if res.returncode != 0:
                             err = (res.stderr.strip().splitlines() or ["?"])[-1]
@@ -193,14 +201,14 @@ def main(argv=None) -> int:
                               f"{row['peak_rss_mb']:.0f} | {gpu} | {row['warmup_s']:.1f} |", flush=True)
     if args.accuracy:
         print("\n## Accuracy (128 px porous phantom, 0-120 degrees, 120 projections)\n")
-        print("| device | preset | iterations | execution | SSIM | s |")
+        print("| device | method | iterations | execution | SSIM | s |")
         print("|---|---|---|---|---|---|")
         for device in devices:
             for execution in args.executions or ("fp32", "auto"):
                 amp = args.accuracy_amp if execution == "auto" else None
                 for row in accuracy(device, execution, amp):
                     label = execution + (f" ({amp})" if amp else "")
-                    print(f"| {device} | {row['preset']} | {row['iterations']} | {label} | "
+                    print(f"| {device} | {row['method']} | {row['iterations']} | {label} | "
                           f"{row['ssim']:.4f} | {row['seconds']:.1f} |", flush=True)
                     rows.append(dict(row, device=device, kind="accuracy"))
     if args.json:

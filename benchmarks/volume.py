@@ -1,6 +1,6 @@
 """Whole volumes: warm start vs cold start, batch modes, 1 vs 2 Dask workers, GPU timings.
 
-Prints markdown tables. The default run (128 px, 32 slices, 128 angles, preset "default") takes
+Prints markdown tables. The default run (128 px, 32 slices, 128 angles, method "rwtv+ganrec") takes
 about 10 minutes on 2 CPU cores; ``--quick`` is a smoke run of a minute or two.
 
     python benchmarks/volume.py                 # all sections
@@ -68,10 +68,10 @@ def run_chain(sinos, angles, truth, rows, **kwargs):
 def section_warm_vs_cold(args, sinos, angles, truth):
     nz = sinos.shape[0]
     print(f"\n## Warm start vs cold start ({args.size} px, {nz} slices, {sinos.shape[1]} angles, "
-          f"preset {args.preset!r}, device {args.device})\n")
+          f"method {args.method!r}, device {args.device})\n")
     vol, secs, recs = run_chain(sinos, angles, truth, (0, nz), iterations=args.iterations,
                                 warm_iterations=args.warm_iterations, tol=args.tol,
-                                preset=args.preset, device=args.device, seed=0)
+                                method=args.method, device=args.device, seed=0)
     warm_its = [r.iteration for r in recs]
     subset = np.unique(np.linspace(1, nz - 1, args.cold_slices).round().astype(int))
     warm_sub = mean_ssim(truth[subset], vol[subset])
@@ -81,7 +81,7 @@ def section_warm_vs_cold(args, sinos, angles, truth):
         t0 = time.perf_counter()
         curve = []
         for step in ng.iter_reconstruct(sinos[k], angles, iterations=args.cold_max,
-                                        preview_every=args.cold_every, preset=args.preset,
+                                        preview_every=args.cold_every, method=args.method,
                                         device=args.device, seed=0):
             if step.image is not None:
                 curve.append((step.iteration, ssim(truth[k], step.image)))
@@ -130,7 +130,7 @@ def section_batch(args, sinos, angles, truth, warm):
     for mode in ("shared", "independent"):
         vol, secs, _ = run_chain(sinos, angles, truth, (0, m), iterations=args.iterations,
                                  warm_iterations=args.warm_iterations, batch=args.batch,
-                                 batch_mode=mode, preset=args.preset, device=args.device, seed=0)
+                                 batch_mode=mode, method=args.method, device=args.device, seed=0)
         s = mean_ssim(truth[:m], vol)
         results[mode] = (s, secs)
         print(f"| {mode} | {args.batch} | {secs:.1f} | {secs / m:.2f} | {s:.3f} | "
@@ -159,7 +159,7 @@ def section_workers(args, sinos, angles, truth):
                             workers=workers, threads_per_worker=threads,
                             progress=lambda r, tasks=tasks: tasks.append(r.seconds),
                             iterations=args.iterations, warm_iterations=args.warm_iterations,
-                            preset=args.preset, device="cpu", seed=0)
+                            method=args.method, device="cpu", seed=0)
             secs = time.perf_counter() - t0
             vol = np.load(out)
             vols.setdefault(workers, vol)
@@ -183,7 +183,7 @@ def _time_steps(solver, reps: int, dev) -> float:
     t0 = time.perf_counter()
     for _ in range(reps):
         losses = solver.step()
-    float(losses["l1"])
+    float(next(iter(losses.values())))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     return (time.perf_counter() - t0) / reps * 1000
@@ -193,10 +193,11 @@ def section_gpu(args):
     """Item 2 of the volume issue: ms per slice-iteration by batch mode and execution, shared vs
     independent batches by quality per second, and a whole ``--gpu-volume``-cubed volume."""
     from napari_ganrec.acceleration import EXECUTIONS
-    from napari_ganrec.ganrec import GANrecSolver, make_config
     from napari_ganrec.geometry import Geometry
+    from napari_ganrec.methods.ganrec import GANrec
+    from napari_ganrec.methods.rwtv import RWTV
     from napari_ganrec.projector import Projector
-    from napari_ganrec.volume import StackedGANrecSolver
+    from napari_ganrec.volume.stacked import StackedGANrec
 
     print("\n## GPU\n")
     if args.gpu_device.startswith("cuda") and not torch.cuda.is_available():
@@ -209,23 +210,25 @@ def section_gpu(args):
     print("| size | batch | mode | stage | execution | ms per iteration | ms per slice-iteration "
           "| peak GPU MB |")
     print("|---|---|---|---|---|---|---|---|")
-    base = make_config(args.preset)
+    stages = [name for name in ("rwtv", "ganrec") if name in args.method.split("+")]
     for n in args.gpu_sizes:
         ang = angles_from_range(0, 180, n)
         proj = Projector(Geometry.create(ang, n), device=dev)
         for batch, mode in [(1, "-")] + [(b, m) for b in args.gpu_batches if b > 1
                                          for m in ("shared", "independent")]:
-            for stage in ("prior", "network") if base.prior_iterations else ("network",):
-                if stage == "prior" and mode == "independent":
-                    continue  # the prior stage has no network: both modes are the same there
-                cfg = base if not base.prior_iterations else make_config(
-                    base, prior_iterations=10**9 if stage == "prior" else 1)
+            for stage in stages:
+                if stage == "rwtv" and mode == "independent":
+                    continue  # reweighted TV has no network: both modes are the same there
                 for ex_name, acc in executions.items():
                     sino = torch.rand(batch, n, n, device=dev)
-                    cls = StackedGANrecSolver if mode == "independent" else GANrecSolver
                     if dev.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(dev)
-                    solver = cls(proj, sino, cfg, seed=0, acceleration=acc)
+                    if stage == "rwtv":
+                        solver = RWTV(proj, sino, acceleration=acc)
+                    else:
+                        cls = StackedGANrec if mode == "independent" else GANrec
+                        x0 = torch.rand(batch, n, n, device=dev) if "rwtv" in stages else None
+                        solver = cls(proj, sino, seed=0, acceleration=acc, x0=x0)
                     ms = _time_steps(solver, args.gpu_reps, dev)
                     mem = torch.cuda.max_memory_allocated(dev) / 1024**2 if dev.type == "cuda" else 0
                     solver.close()
@@ -244,7 +247,7 @@ def section_gpu(args):
         for ex_name, acc in executions.items():
             vol, secs, _ = run_chain(sinos, angles, truth, (0, nz), iterations=args.gpu_iterations,
                                      warm_iterations=args.gpu_warm_iterations, batch=nz,
-                                     batch_mode=mode, preset=args.preset, device=str(dev), seed=0,
+                                     batch_mode=mode, method=args.method, device=str(dev), seed=0,
                                      acceleration=acc)
             s_ = mean_ssim(truth, vol)
             print(f"| {mode} | {ex_name} | {secs:.1f} | {s_:.3f} | {10 * s_ / secs:.3f} |", flush=True)
@@ -261,7 +264,7 @@ def section_gpu(args):
     for ex_name, acc in executions.items():
         vol, secs, recs = run_chain(sinos, angles, truth, (0, n), iterations=args.gpu_iterations,
                                     warm_iterations=args.gpu_warm_iterations, batch=args.gpu_batches[-1],
-                                    batch_mode="shared", preset=args.preset, device=str(dev), seed=0,
+                                    batch_mode="shared", method=args.method, device=str(dev), seed=0,
                                     acceleration=acc)
         print(f"| {ex_name} | {args.gpu_batches[-1]} | {recs[0].iteration} / "
               f"{recs[-1].iteration} | {secs:.1f} | {secs / n:.3f} | {mean_ssim(truth, vol):.3f} |",
@@ -275,9 +278,10 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--slices", type=int, default=32)
     p.add_argument("--angles", type=int, default=128)
-    p.add_argument("--preset", default="default")
-    p.add_argument("--iterations", type=int, default=150, help="first slice (and cold slices)")
-    p.add_argument("--warm-iterations", type=int, default=25)
+    p.add_argument("--method", default="rwtv+ganrec", help="method or chain (napari_ganrec.methods)")
+    p.add_argument("--iterations", type=int, default=150,
+                   help="iterations per stage of the first slice (and cold slices)")
+    p.add_argument("--warm-iterations", type=int, default=25, help="iterations per stage of later slices")
     p.add_argument("--tol", type=float, default=None, help="early-stop tolerance of warm slices")
     p.add_argument("--cold-slices", type=int, default=4)
     p.add_argument("--cold-max", type=int, default=150)
@@ -304,8 +308,8 @@ def main(argv=None) -> int:
                    choices=["fp32", "auto", "compiled"],
                    help="executions of the GPU section ('compiled' compiles once per shape: slow)")
     p.add_argument("--gpu-volume", type=int, default=256, help="edge of the GPU volume")
-    p.add_argument("--gpu-iterations", type=int, default=2300,
-                   help="iterations of the first slab on the GPU (default preset: 2000 prior + 300)")
+    p.add_argument("--gpu-iterations", type=int, default=300,
+                   help="iterations per stage of the first slab on the GPU")
     p.add_argument("--gpu-warm-iterations", type=int, default=300)
     p.add_argument("--quick", action="store_true", help="64 px, 8 slices, few iterations")
     args = p.parse_args(argv)

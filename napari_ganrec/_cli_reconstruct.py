@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from .methods import DEFAULT_METHOD, LABELS, METHODS
+
 __all__ = ["register", "parse_angles", "parse_slices", "run_reconstruct", "check_output"]
 
 
@@ -24,27 +26,30 @@ def register(subparsers) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--angles", help="START:STOP[:N] in degrees (N defaults to the projection count)")
     g.add_argument("--angles-file", help="text file with one angle (degrees) per projection")
-    p.add_argument("--method", default="ganrec", choices=["ganrec", "fbp", "sirt", "tv"])
-    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS),
+                   help=f"what runs (default {DEFAULT_METHOD}): " + "; ".join(
+                       f"{m}: {LABELS[m]}" for m in METHODS))
+    p.add_argument("--iterations", type=_iterations, default=1000,
+                   help="iterations of every iterative stage (default 1000), or per stage: rwtv:300+ganrec:200")
     p.add_argument("--slices", help="row range A:B of a projection stack (default: all)")
     p.add_argument("--center", default="auto", help="centre of rotation in pixels, or 'auto' (default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:N")
     p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the network initialisation (0 to 2**63-1), or 'random' (recorded in the metadata)")
-    p.add_argument("--preset", default="default", help="GANrec preset: default, paper, fast")
     p.add_argument("--tv-weight", type=float, default=None,
-                   help="TV weight: of method tv (default 0.03), or of GANrec's prior (default: the preset's)")
-    p.add_argument("--warm-iterations", type=int, default=100,
-                   help="GANrec iterations of each later slice, warm-started from the previous one (default 100)")
+                   help="dimensionless TV weight of the tv and rwtv stages (default 0.03 and 0.1)")
+    p.add_argument("--warm-iterations", type=_iterations, default=100,
+                   help="iterations of every stage of each later slice, warm-started from the previous "
+                   "slice's states (default 100), or per stage: rwtv:100+ganrec:50")
     p.add_argument("--slab", type=int, default=8, help="slices per task (memory bound per worker; default 8)")
     p.add_argument("--batch", type=int, default=1,
-                   help="GANrec: adjacent slices reconstructed together on the device (default 1; "
+                   help="adjacent slices reconstructed together on the device (default 1; "
                    "on a GPU 8-32 use it far better)")
     p.add_argument("--batch-mode", default="shared", choices=["shared", "independent"],
                    help="GANrec batches: one generator over the batch, or one per slice")
     p.add_argument("--tol", type=float, default=None,
-                   help="GANrec: end a warm-started slice early once its data loss stalls (e.g. 1e-3)")
-    acc = p.add_argument_group("GPU execution (GANrec; 'auto': on for CUDA, off on the CPU)")
+                   help="end a stage of a slice early once its data loss stalls (e.g. 1e-3)")
+    acc = p.add_argument_group("GPU execution (the GANrec stage; 'auto': on for CUDA, off on the CPU)")
     acc.add_argument("--amp", default="auto", choices=["auto", "off", "bf16"],
                      help="mixed precision of the generator")
     acc.add_argument("--compile", default="off", choices=["auto", "off", "on"],
@@ -163,22 +168,51 @@ def acceleration_of(args: argparse.Namespace):
                         check_every=args.check_every)
 
 
-def _ganrec_options(args: argparse.Namespace) -> dict:
-    if args.method != "ganrec":
-        return {}
-    return {"preset": args.preset, "acceleration": acceleration_of(args)}
+def _iterations(text: str):
+    """``"1000"`` -> 1000; ``"rwtv:300+ganrec:200"`` -> that spec (checked against the method later)."""
+    text = str(text).strip()
+    if text.isdigit():
+        return int(text)
+    if ":" not in text:
+        raise argparse.ArgumentTypeError(f"expected a number or STAGE:N+STAGE:N, got {text!r}")
+    return text
+
+
+def _plan(args: argparse.Namespace):
+    """The method as it will run (stages, iterations, configs): a ValueError for a bad spec."""
+    from .methods import make_plan
+
+    return make_plan(args.method, args.iterations, _stage_options(args))
+
+
+def _stage_options(args: argparse.Namespace) -> dict:
+    return {} if args.tv_weight is None else {"tv_weight": args.tv_weight}
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    """Stage options and, for a method with a GANrec stage, the execution options."""
+    opts = _stage_options(args)
+    if "ganrec" in args.method.split("+"):
+        opts["acceleration"] = acceleration_of(args)
+    return opts
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Run the ``reconstruct`` sub-command; returns the exit status.
 
-    One slice runs in this process with a progress bar per iteration. Several slices go slab by
-    slab through :func:`napari_ganrec.distributed.run_distributed` (warm start from slice to
-    slice, a resumable chunked store beside the output, input read lazily): in this process by
-    default, on a local Dask cluster with ``--workers N``, or on ``--scheduler ADDRESS``.
+    Without ``--workers``/``--scheduler`` everything runs in this process through
+    :func:`napari_ganrec.engine.run` (one slice with a progress bar per iteration; several slab by
+    slab with warm start, input read lazily) and the result is written once with
+    :func:`napari_ganrec.io.write_volume`: no Dask, no intermediate store. ``--workers N`` or
+    ``--scheduler ADDRESS`` go through :func:`napari_ganrec.distributed.run_distributed` (slab
+    tasks on Dask, a resumable chunked store beside the output); so does a ``.zarr`` output of
+    several slices (in this process, the store being the output).
     """
     from .geometry import validate_angles
     from .io import line_integrals, read_tomo
+
+    plan = _plan(args)
+    warm_plan = plan.with_iterations(args.warm_iterations)
 
     with read_tomo(args.input, **_read_options(args, _angles_argument(args))) as data:
         angles = validate_angles(data.angles, tomographic=True, warn_radians=False)  # the reader warned
@@ -191,32 +225,37 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         middle = line_integrals(data, (rows.start + rows.stop) // 2, kind=kind)[0]
         source_meta = {k: v for k, v in data.metadata.items() if isinstance(v, (str, int, float, bool))}
         center = _resolve_center(args.center, middle, angles)
-        iterations = 1 if args.method == "fbp" else args.iterations
+        iterations = args.iterations
+        n_rows = rows.stop - rows.start
         meta = {
-            "method": args.method,
+            **plan.describe(with_config=False),
+            "method_label": plan.label,
+            "warm_stages": warm_plan.describe(with_config=False)["stages"] if n_rows > 1 else None,
+            "configs": {s.name: s.config.to_dict() for s in plan.stages},
             "angles": [float(a) for a in angles],
             "center": center,
-            "iterations": iterations,
-            "warm_iterations": args.warm_iterations if args.method == "ganrec" else None,
             "seed": args.seed,
             "device": args.device,
-            "preset": args.preset if args.method == "ganrec" else None,
-            "tv_weight": args.tv_weight,
-            "acceleration": acceleration_of(args).to_dict() if args.method == "ganrec" else None,
+            "acceleration": acceleration_of(args).to_dict() if "ganrec" in args.method.split("+") else None,
             "slices": [rows.start, rows.stop],
             "input": str(args.input),
             "data": {"kind": kind.kind, "reason": kind.reason, "assumed": kind.assumed},
             "source": source_meta,
         }
         t0 = time.perf_counter()
-        if rows.stop - rows.start == 1 and args.workers is None and args.scheduler is None:
+        zarr_out = str(args.output).lower().endswith(".zarr")  # a chunked store is the output itself
+        local = args.workers is None and args.scheduler is None and not (zarr_out and n_rows > 1)
+        if local and n_rows == 1:
             image = _one_slice(args, line_integrals(data, rows, kind=kind), angles, center, iterations)
-            from .io import write_volume
+    if local:
+        from .io import write_volume
 
-            meta["seconds"] = round(time.perf_counter() - t0, 3)
-            out = write_volume(args.output, image, meta, overwrite=args.overwrite)
-            print(f"wrote {out} {image.shape} (centre {center:.2f}) in {meta['seconds']:.1f} s")
-            return 0
+        if n_rows > 1:
+            image = _local_volume(args, angles, rows, kind, center, iterations)
+        meta["seconds"] = round(time.perf_counter() - t0, 3)
+        out = write_volume(args.output, image, meta, overwrite=args.overwrite)
+        print(f"wrote {out} {image.shape} (centre {center:.2f}) in {meta['seconds']:.1f} s")
+        return 0
     out = _volume(args, angles, rows, kind, center, iterations, meta)
     print(f"wrote {out} ({rows.stop - rows.start} slices, centre {center:.2f}) "
           f"in {time.perf_counter() - t0:.1f} s")
@@ -229,18 +268,34 @@ def _one_slice(args, sinos: np.ndarray, angles, center: float, iterations: int) 
     from .api import iter_reconstruct
 
     image = None
-    options = _ganrec_options(args)
-    with tqdm(total=iterations, desc=f"{args.method} 1 slice", unit="it") as bar:
+    total = _plan(args).iterations
+    with tqdm(total=total, desc=f"{args.method} 1 slice", unit="it") as bar:
         for step in iter_reconstruct(sinos[0], angles, method=args.method, iterations=iterations,
                                      center=center, device=args.device, seed=args.seed,
-                                     preview_every=max(1, iterations), tv_weight=args.tv_weight, **options):
+                                     preview_every=total + 1, **_engine_options(args)):
             bar.update(1)
             # reading a loss waits for the device: every 25 iterations, not every one
-            if "l1" in step.losses and (step.iteration % 25 == 0 or step.iteration == iterations):
-                bar.set_postfix(l1=f"{step.losses['l1']:.4f}")
+            if step.iteration % 25 == 0 or step.iteration == total:
+                bar.set_postfix(stage=step.stage, **{k: f"{v:.4g}" for k, v in list(step.losses.items())[:2]})
             if step.image is not None:
                 image = step.image
     return image
+
+
+def _local_volume(args, angles, rows: slice, kind, center: float, iterations) -> np.ndarray:
+    """Several slices in this process: the engine slab by slab, warm start from slab to slab."""
+    from tqdm import tqdm
+
+    from .volume import PathSource, reconstruct_volume
+
+    source = PathSource(args.input, open_kwargs=_read_options(args, angles), kind=kind)
+    n = rows.stop - rows.start
+    with tqdm(total=n, desc=f"{args.method} {n} slices", unit="slice") as bar:
+        return reconstruct_volume(
+            source, angles, rows=(rows.start, rows.stop), method=args.method, iterations=iterations,
+            warm_iterations=args.warm_iterations, batch=args.batch, batch_mode=args.batch_mode,
+            tol=args.tol, center=center, device=args.device, seed=args.seed,
+            progress=lambda rec: bar.update(len(rec.indices)), **_engine_options(args))
 
 
 def _volume(args, angles, rows: slice, kind, center: float, iterations: int, meta: dict):
@@ -250,11 +305,7 @@ def _volume(args, angles, rows: slice, kind, center: float, iterations: int, met
     from .volume import PathSource
 
     source = PathSource(args.input, open_kwargs=_read_options(args, angles), kind=kind)
-    options = dict(_ganrec_options(args), batch=args.batch)
-    if args.method == "ganrec":
-        options.update(batch_mode=args.batch_mode, tol=args.tol)
-    if args.tv_weight is not None and args.method in ("tv", "ganrec"):
-        options["tv_weight"] = args.tv_weight
+    options = dict(_engine_options(args), batch=args.batch, batch_mode=args.batch_mode, tol=args.tol)
     n = rows.stop - rows.start
     with tqdm(total=n, desc=f"{args.method} {n} slices", unit="slice") as bar:
 

@@ -1,7 +1,7 @@
 """How GANrec iterations execute on a device: mixed precision, memory format, compilation, syncs.
 
 None of these options changes what is computed beyond rounding; they are kept apart from
-:class:`~napari_ganrec.ganrec.GANrecConfig` (the method) so a warm start, a saved state or a
+:class:`~napari_ganrec.methods.ganrec.GANrecConfig` (the method) so a warm start, a saved state or a
 benchmark row means the same thing with or without them. ``"auto"`` turns on what helps on the
 device and keeps the CPU path exactly as it was:
 
@@ -9,24 +9,24 @@ device and keeps the CPU path exactly as it was:
 option                 CUDA (``"auto"``)                           CPU / MPS (``"auto"``)
 =====================  =========================================  ===========================
 ``amp``                bfloat16 autocast of the generator when it  off (float32)
-                       fits a residual on the prior-stage (or
-                       initial) image, as in the default and
-                       noisy presets, and the GPU supports
-                       bfloat16; float32 otherwise
+                       fits a residual on an initial image (a
+                       chain such as ``"rwtv+ganrec"``) and the
+                       GPU supports bfloat16; float32 otherwise
 ``channels_last``      on (NHWC convolutions)                      off
 ``compile``            off by default (opt-in: ``"on"``, or        off
                        ``"auto"``: on where Triton is importable);
-                       compiles the generator and the prior
-                       stage's element-wise updates
+                       compiles the generator and the reweighted
+                       TV stage's element-wise updates
 ``check_every``        25: losses and the finite check are read    1: every iteration
                        on the host once per 25 iterations
 ``fused_adam``         on                                          off
 =====================  =========================================  ===========================
 
 Why the ``amp`` rule: bfloat16 numerics (measured with forced bf16 on a CPU, 128 px porous
-phantom, 0-120 degrees) leave the default preset's SSIM unchanged (0.9796 vs 0.9796 after 2000
-prior + 300 network iterations) but cost the paper preset, whose whole image comes from the
-generator, 0.105 (0.854 -> 0.749 after 500 iterations). ``amp="bf16"`` forces it anyway.
+phantom, 0-120 degrees, with the earlier engine) left a generator fitting a residual on a
+2000-iteration reweighted-TV image unchanged (SSIM 0.9796 vs 0.9796 after 300 network iterations)
+but cost the paper's GANrec, whose whole image comes from the generator, 0.105 (0.854 -> 0.749
+after 500 iterations). ``amp="bf16"`` forces it anyway.
 
 The projector (sparse matrix products) always runs in float32. A compilation that fails (no
 compiler, an unsupported operation) falls back to eager execution with one warning, and the run
@@ -59,11 +59,11 @@ class Acceleration:
     amp : {"auto", "off", "bf16"}
         Mixed precision of the generator's forward and backward pass (bfloat16 autocast; its
         output, the projector and every loss stay float32). ``"auto"``: on CUDA, only for a
-        generator that fits a residual (presets with a prior stage or an initial image).
+        generator that fits a residual on an initial image (a chain such as ``"rwtv+ganrec"``).
     channels_last : {"auto", "off", "on"}
         Channels-last memory format for the generator's convolutions.
     compile : {"off", "on", "auto"}
-        ``torch.compile`` the generator and the prior stage's element-wise updates (default off;
+        ``torch.compile`` the generator and reweighted TV's element-wise updates (default off;
         ``"auto"``: on CUDA when Triton is importable).
     compile_backend : str
         Backend of ``torch.compile`` (``"inductor"``; ``"aot_eager"`` checks the tracing only).

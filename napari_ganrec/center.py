@@ -5,7 +5,7 @@ bin ``k`` is centred at ``k``; the default centre is ``n_det / 2``. All function
 sinogram ``(n_angles, n_det)`` of line integrals (after ``-log``) and angles in degrees.
 
 - :func:`center_scan`: FBP reconstructions for a list of candidate centres (the stack the widget
-  shows); the same ramp filter and angular weights as :func:`napari_ganrec.classical.fbp`, with a
+  shows); the same ramp filter and angular weights as :func:`napari_ganrec.methods.fbp.fbp`, with a
   fast pixel-driven back projection (linear interpolation), so scanning dozens of centres on a
   640-pixel detector takes seconds.
 - :func:`sharpness`: the image metric the scans maximise (mass over total variation inside the
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .classical import fourier_filter
 from .geometry import Geometry, circle_mask, validate_angles, validate_sinogram
+from .methods.fbp import fourier_filter
 
 __all__ = [
     "center_scan",
@@ -59,7 +59,7 @@ def _check(sinogram, angles) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _filtered(sino: np.ndarray, angles: np.ndarray, filter_name: str) -> torch.Tensor:
-    """Ramp-filtered sinogram, weighted per angle exactly as classical.fbp does."""
+    """Ramp-filtered sinogram, weighted per angle exactly as methods.fbp.fbp does."""
     n = sino.shape[1]
     size = max(64, int(2 ** np.ceil(np.log2(2 * n))))
     filt = torch.as_tensor(fourier_filter(size, filter_name), dtype=torch.float32)
@@ -107,7 +107,7 @@ def center_scan(
     centers : array-like
         Candidate centres (detector pixels).
     filter_name : str
-        FBP filter (see :data:`napari_ganrec.classical.FILTERS`).
+        FBP filter (see :data:`napari_ganrec.methods.FILTERS`).
     size : int, optional
         Output width in pixels (default ``n_det``); with ``step`` > 1 a coarser, faster preview
         covering ``size * step`` detector pixels.
@@ -117,7 +117,7 @@ def center_scan(
     Returns
     -------
     numpy.ndarray
-        ``(n_centers, size, size)`` float32; slice ``k`` matches ``classical.fbp`` with
+        ``(n_centers, size, size)`` float32; slice ``k`` matches ``methods.fbp.fbp`` with
         ``center=centers[k]`` (up to interpolation).
     """
     s, a = _check(sinogram, angles)

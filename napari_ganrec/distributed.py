@@ -10,10 +10,12 @@ slabs that have a marker; one started with other arguments is refused rather tha
 end the final TIFF / HDF5 / NumPy file is assembled slab by slab into a temporary file and moved
 into place atomically.
 
-Warm start across tasks: with GANrec, the first slice of the range is reconstructed once with the
-full ``iterations`` (the seed), its weights are saved beside the output, and every slab task starts
-from them with ``restart_iterations``, then chains its own slices with ``warm_iterations``. Tasks
-do not depend on each other, so the result does not depend on the number of workers.
+Warm start across tasks: with an iterative method, the first slice of the range is reconstructed
+once with the full ``iterations`` (the seed), every stage's state and the slice are saved beside the
+output, and every slab task starts from them with ``restart_iterations`` (the slab holding the seed
+slice takes it from the seed instead of reconstructing it again), then chains its own slices with
+``warm_iterations``. Tasks do not depend on each other, so the result does not depend on the number
+of workers.
 
 Tasks carry paths and plain parameters, never open files: give a path (read with
 :func:`napari_ganrec.io.read_tomo`), a :class:`~napari_ganrec.volume.NpySource` (a ``.npy`` file of
@@ -42,6 +44,7 @@ from .geometry import validate_rows
 from .io import write_volume
 from .io._common import atomic_write, atomic_write_bytes, remove_stale_temps
 from .io.zarr_store import PARAMS_KEY, open_slice_store, record_metadata, write_slices
+from .methods import DEFAULT_METHOD, make_plan
 from .volume import (
     ArraySource,
     NpySource,
@@ -60,6 +63,9 @@ OUTPUT_SUFFIXES = ASSEMBLE_SUFFIXES + (".zarr",)
 _STORE = "volume.zarr"
 _SEED = "seed_state.pt"
 _DONE = "done"
+# iter_volume arguments that are not stage options
+_NOT_STAGE = ("tol", "window", "min_iterations", "batch", "batch_mode", "center", "device", "seed",
+              "prefetch", "projector", "acceleration", "n_slices", "first_iterations")
 
 
 @dataclass
@@ -75,7 +81,7 @@ class SlabDone:
     seconds : float
         Seconds the task took (0 when skipped).
     iterations : int
-        GANrec iterations the slab's slices got in total (0 when skipped).
+        Iterations (all stages) the slab's slices got in total (0 when skipped).
     skipped : bool
         The slab was already done by an earlier run.
     worker : str
@@ -167,7 +173,11 @@ class _Threads:
 
 
 def _seed_task(spec: dict) -> str:
-    """Reconstruct the first slice cold and save its GANrec state; returns the state's path."""
+    """Reconstruct the first slice cold; save every stage's state and the slice; returns the path.
+
+    The slab that holds this slice takes the slice from the seed instead of reconstructing it
+    again (:func:`_slab_task`), so it is reconstructed once.
+    """
     import torch
 
     path = Path(spec["seed_path"])
@@ -176,13 +186,15 @@ def _seed_task(spec: dict) -> str:
     kwargs = dict(spec["volume_kwargs"])
     kwargs["device"] = _pick_device(kwargs.get("device", "auto"))
     states: list = []
+    images = None
     a = spec["start"]
     with _Threads(spec.get("threads")):
-        for _ in iter_volume(spec["source"], spec["angles"], rows=(a, a + 1), batch=1,
-                             warm_start=True, state_out=states, progress_every=None, **kwargs):
-            pass
+        for rec in iter_volume(spec["source"], spec["angles"], rows=(a, a + 1), batch=1,
+                               warm_start=True, state_out=states, progress_every=None, **kwargs):
+            if rec.finished:
+                images = rec.images
     buf = io.BytesIO()
-    torch.save(states[-1], buf)
+    torch.save({"state": states[-1], "row": a, "image": images[0]}, buf)
     atomic_write_bytes(path, buf.getvalue())
     spec["source"].close()
     return str(path)
@@ -198,18 +210,25 @@ def _slab_task(spec: dict, seed_path: str | None = None) -> dict:
     t0 = time.perf_counter()
     kwargs = dict(spec["volume_kwargs"])
     kwargs["device"] = _pick_device(kwargs.get("device", "auto"))
-    if seed_path is not None:
-        kwargs["warm_start"] = torch.load(seed_path, weights_only=False)
-        kwargs["first_iterations"] = spec["restart_iterations"]
     offset = spec["offset"]
     a, b = spec["start"], spec["stop"]
+    first = a
+    if seed_path is not None:
+        seed = torch.load(seed_path, weights_only=False)
+        kwargs["warm_start"] = seed["state"]
+        kwargs["first_iterations"] = spec["restart_iterations"]
+        if seed["row"] == a:  # the seed is this slab's first slice: taken, not made again
+            write_slices(spec["store"], a - offset, seed["image"][None])
+            first = a + 1
+            kwargs["first_iterations"] = kwargs.get("warm_iterations")
     iterations = 0
     with _Threads(spec.get("threads")):
-        for rec in iter_volume(spec["source"], spec["angles"], rows=(a, b), progress_every=None,
-                               **kwargs):
-            if rec.finished:
-                write_slices(spec["store"], rec.indices[0] - offset, rec.images)
-                iterations += rec.iteration * len(rec.indices)
+        if first < b:
+            for rec in iter_volume(spec["source"], spec["angles"], rows=(first, b), progress_every=None,
+                                   **kwargs):
+                if rec.finished:
+                    write_slices(spec["store"], rec.indices[0] - offset, rec.images)
+                    iterations += rec.iteration * len(rec.indices)
     spec["source"].close()
     worker = ""
     try:
@@ -288,7 +307,7 @@ def run_distributed(
     *,
     rows=None,
     slab_size: int = 8,
-    method: str = "ganrec",
+    method: str = DEFAULT_METHOD,
     iterations: int = 1000,
     warm_iterations: int = 100,
     restart_iterations: int | None = None,
@@ -328,7 +347,7 @@ def run_distributed(
         Iterations of a task's first slice when it starts from the seed state (default
         ``min(iterations, 2 * warm_iterations)``).
     seed_warm_start : bool
-        GANrec: reconstruct the first slice once and start every task from its weights. When
+        Reconstruct the first slice once and start every task from its stages' states. When
         False every task starts from scratch (``iterations``) and chains inside its slab.
     workers : int, optional
         Local cluster size (default: one worker per GPU when there are several, else 1). ``0``
@@ -353,7 +372,7 @@ def run_distributed(
         For a callable or a loader that does not say how many slices it has.
     **volume_kwargs
         Further options of :func:`~napari_ganrec.volume.iter_volume` (``tol``, ``batch``,
-        ``batch_mode``, ``center``, ``device``, ``seed``, ``preset``, GANrec options...).
+        ``batch_mode``, ``center``, ``device``, ``seed``, stage options...).
 
     Returns
     -------
@@ -398,8 +417,10 @@ def run_distributed(
                         warm_iterations=warm_iterations, **volume_kwargs)
     check.close()
     if restart_iterations is None:
-        restart_iterations = min(iterations, 2 * warm_iterations)
-    chain = method == "ganrec" and seed_warm_start and stop - start > slab_size
+        both_int = isinstance(iterations, int) and isinstance(warm_iterations, int)
+        restart_iterations = min(iterations, 2 * warm_iterations) if both_int else warm_iterations
+    plan = make_plan(method, iterations, {k: v for k, v in volume_kwargs.items() if k not in _NOT_STAGE})
+    chain = plan.iterative and seed_warm_start and stop - start > slab_size
     params = _jsonable({
         "version": 1, "source": src.fingerprint(), "angles": np.round(ang, 6).tolist(),
         "rows": [start, stop], "slab_size": slab_size, "method": method,

@@ -293,8 +293,8 @@ def fbp_preview(sinograms, angles, center: float | None = None, device: str = "c
     """
     import torch
 
-    from .classical import fbp
     from .geometry import Geometry, validate_sinogram
+    from .methods.fbp import fbp
     from .projector import Projector
 
     s = validate_sinogram(sinograms)

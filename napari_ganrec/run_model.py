@@ -26,6 +26,13 @@ from typing import Any
 import numpy as np
 from psygnal import evented
 
+from .methods import DEFAULT_METHOD, LABELS, Plan, make_plan
+
+
+def _method_labels() -> dict[str, str]:
+    order = (DEFAULT_METHOD,) + tuple(m for m in LABELS if m != DEFAULT_METHOD)
+    return {m: LABELS[m] for m in order}
+
 __all__ = [
     "METHOD_LABELS",
     "RunParams",
@@ -40,8 +47,9 @@ __all__ = [
     "format_seconds",
 ]
 
-#: Methods the widget offers, as the engine names them, with their labels.
-METHOD_LABELS = {"ganrec": "GANrec", "tv": "TV", "sirt": "SIRT", "fbp": "FBP"}
+#: Methods the widget offers, as the engine names them, with their labels (from the registry,
+#: :mod:`napari_ganrec.methods`: the recommended method first).
+METHOD_LABELS = _method_labels()
 
 TERMINAL = ("finished", "stopped", "failed")
 
@@ -65,9 +73,9 @@ class RunParams:
     angles : tuple of float
         Projection angles in degrees, one per sinogram row.
     method : str
-        ``"ganrec"``, ``"tv"``, ``"sirt"`` or ``"fbp"``.
+        A method of :data:`METHOD_LABELS` (or any chain of stages, ``"rwtv+ganrec"``).
     iterations : int
-        Iterations to run (FBP runs one).
+        Iterations of every iterative stage (FBP runs one).
     preview_every : int
         Ask the engine for an image every this many iterations.
     center : float or None
@@ -76,34 +84,32 @@ class RunParams:
         ``"auto"``, ``"cpu"`` or ``"cuda:N"``.
     seed : int
         Seed of the GANrec networks.
-    preset : str
-        GANrec preset (``"default"``, ``"paper"``, ``"fast"``).
     options : mapping
-        Solver options: GANrec config fields overriding the preset, or ``tv_weight`` for TV.
+        Stage options (config fields: flat, or per stage ``{"ganrec": {...}}``) and
+        ``acceleration`` (execution options of the GANrec stage).
     residual : bool
         Also stream the model sinogram minus the data.
     uncertainty : bool
-        GANrec: also stream the pixel-wise spread of the last iterates (where the data do not pin
-        the image down); averages the last ``max(10, iterations // 5)`` iterates unless the
-        options set ``average_last``.
+        Also stream the pixel-wise spread of the last iterates of the final stage (reweighted TV or
+        GANrec: where the data do not pin the image down); averages the last
+        ``max(10, iterations // 5)`` iterates unless the stage already averages some.
     volume_slices : int
         Volume mode when > 0: this many slices reconstructed one after another with
-        :func:`napari_ganrec.volume.iter_volume` (the first gets ``iterations``, each later one
-        ``warm_iterations`` from the previous slice's state), the live layer filling slice by slice.
+        :func:`napari_ganrec.volume.iter_volume` (the first gets ``iterations`` per stage, each later
+        one ``warm_iterations`` from the previous slice's states), the live layer filling slice by slice.
     warm_iterations : int
-        Iterations of each later slice in volume mode.
+        Iterations of every iterative stage of each later slice in volume mode.
     tick_interval, image_interval : float
         Minimum seconds between two updates, and between two updates that carry an image.
     """
 
     angles: tuple[float, ...]
-    method: str = "ganrec"
+    method: str = DEFAULT_METHOD
     iterations: int = 200
     preview_every: int = 10
     center: float | None = None
     device: str = "auto"
     seed: int = 0
-    preset: str = "default"
     options: Mapping[str, Any] = field(default_factory=dict)
     residual: bool = False
     uncertainty: bool = False
@@ -113,8 +119,6 @@ class RunParams:
     image_interval: float = 0.05
 
     def __post_init__(self):
-        if self.method not in METHOD_LABELS:
-            raise ValueError(f"method must be one of {tuple(METHOD_LABELS)}, got {self.method!r}")
         for name in ("iterations", "preview_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -125,41 +129,44 @@ class RunParams:
             raise ValueError("tick_interval and image_interval must be >= 0")
         object.__setattr__(self, "angles", tuple(float(a) for a in self.angles))
         object.__setattr__(self, "options", dict(self.options))
+        self.plan  # noqa: B018 - an unknown method or option fails here, on the main thread
+
+    @property
+    def plan(self) -> Plan:
+        """The stages that will run, with their iterations and configs."""
+        opts = {k: v for k, v in self.options.items() if k != "acceleration"}
+        return make_plan(self.method, int(self.iterations), opts)
+
+    @property
+    def label(self) -> str:
+        """What the user reads for the method (``"reweighted TV + GANrec"``)."""
+        return self.plan.label
 
     @property
     def total(self) -> int:
-        """Iterations the run will report in all (1 for FBP; summed over slices in volume mode)."""
+        """Iterations the run will report in all (all stages; summed over slices in volume mode)."""
+        plan = self.plan
         if self.volume_slices > 0:
-            per_slice = 1 if self.method == "fbp" else int(self.iterations)
-            later = per_slice if self.method != "ganrec" else int(self.warm_iterations)
-            return per_slice + (int(self.volume_slices) - 1) * later
-        return 1 if self.method == "fbp" else int(self.iterations)
+            later = plan.with_iterations(int(self.warm_iterations)).iterations
+            return plan.iterations + (int(self.volume_slices) - 1) * later
+        return plan.iterations
 
     def engine_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`napari_ganrec.iter_reconstruct` (or, in volume mode,
         :func:`volume_steps`)."""
         kw: dict[str, Any] = dict(
             method=self.method,
-            iterations=1 if self.method == "fbp" else int(self.iterations),
+            iterations=int(self.iterations),
             center=self.center,
             device=self.device,
             seed=int(self.seed),
             preview_every=int(self.preview_every),
             with_residual=bool(self.residual),
         )
-        opts = dict(self.options)
-        if self.method == "ganrec":
-            kw["preset"] = self.preset
-            kw.update(opts)
-            if self.uncertainty and not opts.get("average_last"):
-                from .ganrec import make_config
-
-                if not make_config(self.preset).average_last:
-                    kw["average_last"] = max(10, self.total // 5)
-        elif self.method == "tv" and "tv_weight" in opts:
-            kw["tv_weight"] = float(opts["tv_weight"])
-        elif self.method == "fbp" and "filter_name" in opts:
-            kw["filter_name"] = str(opts["filter_name"])
+        kw.update(self.options)  # stage options and acceleration
+        last = self.plan.stages[-1]
+        if self.uncertainty and getattr(last.config, "average_last", None) == 0:
+            kw[last.name] = dict(kw.get(last.name) or {}, average_last=max(10, last.iterations // 5))
         if self.volume_slices > 0:
             kw["warm_iterations"] = int(self.warm_iterations)
             kw.pop("with_residual")
@@ -335,9 +342,9 @@ def volume_steps(sinograms: np.ndarray, angles, *, iterations: int, warm_iterati
     if sinos.ndim == 2:
         sinos = sinos[None]
     n_slices, _, n_det = sinos.shape
-    method = kwargs.get("method", "ganrec")
-    per_later = warm_iterations if method == "ganrec" else iterations
-    total = iterations + (n_slices - 1) * per_later
+    opts = {k: v for k, v in kwargs.items() if k not in ("method", "center", "device", "seed", "acceleration")}
+    plan = make_plan(kwargs.get("method", DEFAULT_METHOD), iterations, opts)
+    total = plan.iterations + (n_slices - 1) * plan.with_iterations(warm_iterations).iterations
     volume = np.zeros((n_slices, n_det, n_det), np.float32)
     done_before = 0  # iterations of the finished slabs
     gen = iter_volume(sinos, angles, iterations=iterations, warm_iterations=warm_iterations,
@@ -488,10 +495,13 @@ def run_metadata(
     from . import __version__
 
     started = started or datetime.now(timezone.utc)
+    described = params.plan.describe(with_config=False)
     md: dict[str, Any] = {
         "napari_ganrec": __version__,
         "source": source,
-        "method": params.method,
+        "method": described["method"],
+        "method_label": params.label,
+        "stages": described["stages"],
         "angles": [float(a) for a in params.angles],
         "center": None if params.center is None else float(params.center),
         "iterations": int(iteration),
@@ -506,8 +516,6 @@ def run_metadata(
         "layout": layout,
         "slices": None if slices is None else [int(slices[0]), int(slices[1])],
     }
-    if params.method == "ganrec":
-        md["preset"] = params.preset
     if params.volume_slices > 0:
         md["volume_mode"] = {"slices": int(params.volume_slices), "first_iterations": int(params.iterations),
                              "warm_iterations": int(params.warm_iterations)}
@@ -532,8 +540,8 @@ def warm_up(device: str = "auto") -> float:
     t0 = time.perf_counter()
     sino = np.ones((4, 8), np.float32)
     angles = [0.0, 45.0, 90.0, 135.0]
-    for method in ("ganrec", "fbp"):
+    for method, options in (("ganrec", {"channels": 8, "n_conv": 3}), ("fbp", {})):
         for _ in iter_reconstruct(sino, angles, method=method, iterations=2, preview_every=1,
-                                  device=device, preset="fast", with_residual=True):
+                                  device=device, with_residual=True, **options):
             pass
     return time.perf_counter() - t0

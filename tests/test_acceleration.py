@@ -20,20 +20,29 @@ from napari_ganrec.acceleration import (
     Losses,
     resolve_acceleration,
 )
-from napari_ganrec.ganrec import GANrecSolver, make_config
 from napari_ganrec.geometry import Geometry
+from napari_ganrec.methods.ganrec import GANrec, GANrecConfig
+from napari_ganrec.methods.rwtv import RWTV
 from napari_ganrec.projector import Projector
 from napari_ganrec.volume import iter_volume
 
 OFF = Acceleration.off()
-# default preset with a short prior stage, so both stages run within a few dozen iterations
-SHORT = dict(prior_iterations=20)
+# GANrec fitting a residual on a short reweighted-TV image (the chain "rwtv+ganrec")
+SHORT = dict(residual=True, channels=16, n_conv=5)
 
 
-def _run(sino, angles, acceleration, preset="default", iterations=40, **overrides):
+def _rwtv_image(proj, b, iterations=20, acceleration=None):
+    stage = RWTV(proj, b, acceleration=acceleration)
+    for _ in range(iterations):
+        stage.step()
+    return stage, stage.image()
+
+
+def _run(sino, angles, acceleration, residual=False, iterations=40, **overrides):
     proj = Projector(Geometry.create(angles, sino.shape[-1]), device="cpu")
-    solver = GANrecSolver(proj, torch.from_numpy(sino)[None], make_config(preset, **overrides),
-                          seed=0, acceleration=acceleration)
+    b = torch.from_numpy(sino)[None]
+    x0 = _rwtv_image(proj, b)[1] if residual else None
+    solver = GANrec(proj, b, GANrecConfig(**overrides), x0=x0, seed=0, acceleration=acceleration)
     losses = [solver.step() for _ in range(iterations)]
     return solver, losses
 
@@ -83,9 +92,16 @@ def test_compiled_run_matches_eager(wedge_data):
     sino, angles, _ = wedge_data
     plain, _ = _run(sino, angles, OFF, **SHORT)
     comp, _ = _run(sino, angles, Acceleration(compile="on", compile_backend="aot_eager"), **SHORT)
-    assert comp._run_g.compiled and comp._pd_dual.compiled and comp._pd_primal.compiled
+    assert comp._run_g.compiled
     a, b = plain.image().numpy(), comp.image().numpy()
     assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
+    # the reweighted-TV stage compiles its element-wise updates too, to the same result
+    proj = Projector(Geometry.create(angles, sino.shape[-1]), device="cpu")
+    bt = torch.from_numpy(sino)[None]
+    rw_plain, x_plain = _rwtv_image(proj, bt, acceleration=OFF)
+    rw_comp, x_comp = _rwtv_image(proj, bt, acceleration=Acceleration(compile="on", compile_backend="aot_eager"))
+    assert rw_comp._dual.compiled and rw_comp._primal.compiled and not rw_plain._dual.compiled
+    assert torch.allclose(x_plain, x_comp, atol=1e-5 * float(x_plain.max()))
 
 
 def test_failing_compilation_falls_back_to_eager(wedge_data):
@@ -125,7 +141,7 @@ def test_backend_error_at_first_call_falls_back(monkeypatch):
 def test_losses_stay_on_the_device_between_checks(wedge_data):
     sino, angles, _ = wedge_data
     solver, losses = _run(sino, angles, Acceleration(check_every=10, amp="off", compile="off"),
-                          preset="paper", iterations=9)
+                          iterations=9)
     assert all(isinstance(x, Losses) and x.pending for x in losses)
     assert "l1" in losses[0] and "nope" not in losses[0] and losses[0].pending  # no device read
     assert solver._bad is not None  # the finite check of 9 iterations waits for the host
@@ -138,7 +154,7 @@ def test_losses_stay_on_the_device_between_checks(wedge_data):
 def test_deferred_check_recovers_from_nan(wedge_data):
     sino, angles, _ = wedge_data
     solver, _ = _run(sino, angles, Acceleration(check_every=5, amp="off", compile="off"),
-                     preset="paper", iterations=10, snapshot_every=5)
+                     iterations=10, snapshot_every=5)
     good = {k: v.clone() for k, v in solver.G.state_dict().items()}
     with torch.no_grad():
         solver.G.fc[0].weight[0, 0] = float("nan")
@@ -155,7 +171,7 @@ def test_image_checks_pending_iterations(wedge_data):
     """A preview between two checks never shows a non-finite image: image() checks first."""
     sino, angles, _ = wedge_data
     solver, _ = _run(sino, angles, Acceleration(check_every=50, amp="off", compile="off"),
-                     preset="paper", iterations=3, snapshot_every=1)
+                     iterations=3, snapshot_every=1)
     with torch.no_grad():
         solver.G.fc[0].weight[0, 0] = float("nan")
     solver.step()
@@ -164,16 +180,33 @@ def test_image_checks_pending_iterations(wedge_data):
 
 def test_api_and_volume_take_acceleration(wedge_data):
     sino, angles, _ = wedge_data
-    ref = ng.reconstruct(sino, angles, iterations=30, device="cpu", prior_iterations=10)
-    got = ng.reconstruct(sino, angles, iterations=30, device="cpu", prior_iterations=10,
-                         acceleration=Acceleration(check_every=7, channels_last="on"))
+    chain = dict(method="rwtv+ganrec", iterations={"rwtv": 10, "ganrec": 20}, device="cpu", channels=8)
+    ref = ng.reconstruct(sino, angles, **chain)
+    got = ng.reconstruct(sino, angles, acceleration=Acceleration(check_every=7, channels_last="on"), **chain)
     assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
     stack = np.stack([sino, sino])
-    kwargs = dict(iterations=12, warm_iterations=6, progress_every=None, device="cpu",
-                  prior_iterations=5)
+    kwargs = dict(method="rwtv+ganrec", iterations={"rwtv": 5, "ganrec": 7}, warm_iterations=3,
+                  progress_every=None, device="cpu", channels=8)
     plain = list(iter_volume(stack, angles, acceleration=OFF, **kwargs))
     recs = list(iter_volume(stack, angles, acceleration={"check_every": 4}, **kwargs))
     assert [r.iteration for r in recs] == [12, 6]
+    # independent batches: the stacked solver takes the options too
+    seen = []
+    import napari_ganrec.methods.ganrec as ganrec_mod
+
+    real = ganrec_mod.resolve_acceleration
+
+    def spy(acc, device, residual_generator=True):
+        seen.append(acc)
+        return real(acc, device, residual_generator)
+
+    ganrec_mod.resolve_acceleration = spy
+    try:
+        list(iter_volume(stack, angles, acceleration={"check_every": 4}, batch=2, batch_mode="independent",
+                         **kwargs))
+    finally:
+        ganrec_mod.resolve_acceleration = real
+    assert seen == [{"check_every": 4}]
     for r, p in zip(recs, plain):
         assert np.abs(r.images - p.images).max() < 1e-4 * np.abs(p.images).max()
     with pytest.raises(ValueError, match="check_every"):
@@ -181,7 +214,10 @@ def test_api_and_volume_take_acceleration(wedge_data):
 
 
 def test_early_stopping_reads_losses_only_when_it_decides():
-    from napari_ganrec.volume import _Convergence
+    from napari_ganrec.methods import Convergence
+
+    def _Convergence(tol, window, min_iterations):
+        return Convergence(tol, window, min_iterations, monitor="l1")
 
     stop = _Convergence(tol=0.5, window=3, min_iterations=0)  # decides at 6, 9, 12, ...
     fed = []
@@ -198,14 +234,15 @@ def test_early_stopping_reads_losses_only_when_it_decides():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (covered on CPU above)")
 def test_cuda_defaults_keep_the_quality(wedge_data):
     sino, angles, gt = wedge_data
-    kw = dict(iterations=80, device="cuda", prior_iterations=40, seed=0)
+    kw = dict(method="rwtv+ganrec", iterations={"rwtv": 40, "ganrec": 40}, device="cuda", seed=0)
     plain = ng.reconstruct(sino, angles, acceleration=OFF, **kw)
     auto = ng.reconstruct(sino, angles, **kw)
     assert abs(ssim(gt, plain) - ssim(gt, auto)) < 0.01
 
 
 def test_automatic_bf16_only_for_residual_generators(monkeypatch):
-    """bfloat16 kept the default preset's SSIM but cost the paper preset 0.1 (speed.py --accuracy):
+    """bfloat16 kept the SSIM of a generator fitting a residual on a reweighted-TV image but cost the
+    paper's GANrec 0.1 (speed.py --accuracy):
     'auto' turns it on only where the generator fits a residual."""
     import napari_ganrec.acceleration as acc_mod
 
@@ -220,7 +257,7 @@ def test_automatic_bf16_only_for_residual_generators(monkeypatch):
 
 
 def test_solver_tells_whether_its_generator_is_residual(wedge_data, monkeypatch):
-    import napari_ganrec.ganrec as ganrec_mod
+    import napari_ganrec.methods.ganrec as ganrec_mod
 
     seen = []
 
@@ -230,9 +267,9 @@ def test_solver_tells_whether_its_generator_is_residual(wedge_data, monkeypatch)
 
     monkeypatch.setattr(ganrec_mod, "resolve_acceleration", spy)
     sino, angles, _ = wedge_data
-    for preset in ("default", "noisy", "paper", "fast"):
-        _run(sino, angles, None, preset=preset, iterations=1)
-    assert seen == [True, True, False, False]
+    for residual in (True, False):
+        _run(sino, angles, None, residual=residual, iterations=1)
+    assert seen == [True, False]
 
 
 def test_failing_compiled_backward_falls_back_and_redoes_the_iteration(wedge_data, monkeypatch):
@@ -249,10 +286,9 @@ def test_failing_compiled_backward_falls_back_and_redoes_the_iteration(wedge_dat
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: _Boom.apply(fn(*a))))
     sino, angles, _ = wedge_data
-    plain, _ = _run(sino, angles, OFF, preset="paper", iterations=3, dropout=0.0)
+    plain, _ = _run(sino, angles, OFF, iterations=3, dropout=0.0)
     with pytest.warns(RuntimeWarning, match="backward compilation failed"):
-        solver, losses = _run(sino, angles, Acceleration(compile="on"), preset="paper", iterations=3,
-                              dropout=0.0)
+        solver, losses = _run(sino, angles, Acceleration(compile="on"), iterations=3, dropout=0.0)
     assert not solver._run_g.compiled and solver.iteration == 3
     assert all(x["recovered"] == 0.0 for x in losses)
     g1 = dict(plain.G.named_parameters())

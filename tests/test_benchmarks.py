@@ -16,33 +16,33 @@ def _load(name):
 def test_quality_benchmark_prints_ssim_and_psnr_tables(capsys):
     quality = _load("quality")
     assert quality.main(["--sizes", "32", "--cases", "pm35", "noisy-0-120", "--iterations", "3",
-                         "--tv-iterations", "5", "--sirt-iterations", "5", "--presets", "default",
+                         "--tv-iterations", "5", "--sirt-iterations", "5", "--chain-ganrec-iterations", "2",
                          "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "| method | ±35 (51) | noisy 0-120 |" in out
-    for method in ("FBP", "SIRT", "TV", "GANrec default"):
+    for method in ("FBP", "SIRT", "TV", "reweighted TV", "GANrec", "reweighted TV + GANrec"):
         assert f"| {method} | 0." in out
 
 
 def test_speed_benchmark_measures_one_configuration():
     speed = _load("speed")
-    row = speed._one(32, 2, "cpu", iterations=2, preset="default", repeats=2)
+    row = speed._one(32, 2, "cpu", iterations=2, stage="rwtv", repeats=2)
     assert row["batch"] == 2 and row["ms_per_iteration"] > 0
     assert row["ms_per_slice_iteration"] == row["ms_per_iteration"] / 2
     assert row["peak_rss_mb"] > 0 and row["projector"] == "matrix"
     assert row["execution"] == "fp32" and "fp32" in row["execution_detail"]
-    net = speed._one(32, 1, "cpu", iterations=2, preset="default", stage="network",
-                     execution="auto", repeats=1)
-    assert net["stage"] == "network" and net["ms_per_iteration"] > 0 and net["recoveries"] == 0
+    for stage in ("ganrec", "ganrec+x0"):
+        net = speed._one(32, 1, "cpu", iterations=2, stage=stage, execution="auto", repeats=1)
+        assert net["stage"] == stage and net["ms_per_iteration"] > 0 and net["recoveries"] == 0
 
 
 def test_speed_benchmark_accuracy_compares_executions():
     speed = _load("speed")
     plain = speed.accuracy("cpu", "fp32", None, size=32, prior=5, network=3, paper_iterations=4)
     mixed = speed.accuracy("cpu", "auto", "bf16", size=32, prior=5, network=3, paper_iterations=4)
-    assert [r["preset"] for r in plain] == ["default", "paper"]
+    assert [r["method"] for r in plain] == ["rwtv+ganrec", "ganrec"]
     assert all(r["finite"] and -1 <= r["ssim"] <= 1 for r in plain + mixed)
-    assert abs(plain[0]["ssim"] - mixed[0]["ssim"]) < 0.05  # bf16 generator on the prior's image
+    assert abs(plain[0]["ssim"] - mixed[0]["ssim"]) < 0.05  # bf16 generator on reweighted TV's image
     assert plain[0]["iterations"] == 8 and mixed[1]["execution"] == "auto"
 
 

@@ -8,8 +8,8 @@ import torch
 from _io_fixtures import TOOTH
 
 from napari_ganrec import center as C
-from napari_ganrec.classical import fbp
 from napari_ganrec.geometry import Geometry
+from napari_ganrec.methods.fbp import fbp
 from napari_ganrec.phantoms import ground_truth, porous_particle
 from napari_ganrec.projector import Projector, project
 

@@ -1,6 +1,7 @@
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +16,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_writes_reconstruction_and_comparison_figure(tmp_path, capsys):
     out = tmp_path / "demo"
+    from napari_ganrec.methods import DEFAULT_METHOD, LABELS, METHODS
+
     assert main(["demo", "-o", str(out), "--size", "32", "--iterations", "6", "--device", "cpu"]) == 0
-    rec = tifffile.imread(out / "reconstruction_ganrec.tif")
+    name = f"reconstruction_{DEFAULT_METHOD.replace('+', '_')}.tif"
+    rec = tifffile.imread(out / name)
     assert rec.shape == (32, 32) and rec.dtype == np.float32
-    with tifffile.TiffFile(out / "reconstruction_ganrec.tif") as tif:
+    with tifffile.TiffFile(out / name) as tif:
         meta = json.loads(tif.pages[0].description)
-    assert meta["method"] == "ganrec" and meta["iterations"] == 6 and len(meta["angles"]) == 120
+    assert meta["method"] == DEFAULT_METHOD and len(meta["angles"]) == 120
+    assert meta["stages"] == [{"name": s, "iterations": 6} for s in DEFAULT_METHOD.split("+")]
     png = (out / "comparison.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
-    assert re.search(r"TV\s+SSIM 0\.\d{3}", printed)
+    # every method of the registry, under its own name, with its SSIM and time
+    for m in METHODS:
+        assert re.search(rf"^{re.escape(LABELS[m])}\s+SSIM 0\.\d{{3}}  \(\d+\.\d s", printed, re.M), m
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["methods"]["rwtv+ganrec"]["stages"] == [{"name": "rwtv", "iterations": 6},
+                                                           {"name": "ganrec", "iterations": 6}]
+    assert summary["methods"]["sirt"]["stages"] == [{"name": "sirt", "iterations": 200}]
     # a second run refuses to overwrite the user's files
     assert main(["demo", "-o", str(out), "--size", "32", "--iterations", "2", "--device", "cpu"]) == 2
 
@@ -99,7 +110,8 @@ def test_reconstruct_finds_the_centre_and_records_parameters(tmp_path):
     rec, meta = read_volume(out)
     assert rec.shape == (4, 32, 32)
     assert abs(meta["center"] - 16) < 1.0
-    assert meta["method"] == "sirt" and meta["iterations"] == 5 and len(meta["angles"]) == 40
+    assert meta["method"] == "sirt" and meta["stages"] == [{"name": "sirt", "iterations": 5}]
+    assert len(meta["angles"]) == 40
 
 
 def test_reconstruct_volume_goes_slab_by_slab_with_warm_start_and_resumes(tmp_path):
@@ -107,34 +119,60 @@ def test_reconstruct_volume_goes_slab_by_slab_with_warm_start_and_resumes(tmp_pa
 
     path, _, _ = _stack(tmp_path)
     out = tmp_path / "vol.tif"
-    args = ["reconstruct", str(path), "-o", str(out), "--angles", "0:120:40", "--iterations", "6",
-            "--warm-iterations", "3", "--slab", "2", "--device", "cpu", "--center", "16"]
+    args = ["reconstruct", str(path), "-o", str(out), "--angles", "0:120:40", "--method", "rwtv+ganrec",
+            "--iterations", "rwtv:6+ganrec:2", "--warm-iterations", "3", "--slab", "2", "--device", "cpu",
+            "--center", "16"]
     assert main(args) == 0
     rec, meta = read_volume(out)
     assert rec.shape == (4, 32, 32) and np.isfinite(rec).all()
-    assert meta["method"] == "ganrec" and meta["warm_iterations"] == 3 and meta["center"] == 16
-    assert not (tmp_path / "vol.tif.parts").exists()  # the chunked store is cleaned up
+    assert meta["method"] == "rwtv+ganrec" and meta["method_label"] == "reweighted TV + GANrec"
+    assert meta["stages"] == [{"name": "rwtv", "iterations": 6}, {"name": "ganrec", "iterations": 2}]
+    assert meta["warm_stages"] == [{"name": "rwtv", "iterations": 3}, {"name": "ganrec", "iterations": 3}]
+    assert meta["center"] == 16
+    assert not (tmp_path / "vol.tif.parts").exists()  # no chunked store in a local run
     assert main(args) == 2  # never overwrites silently
     assert main([*args, "--overwrite", "--workers", "1"]) == 0  # the same on a local Dask cluster
+    assert not (tmp_path / "vol.tif.parts").exists()  # the chunked store is cleaned up
+    again, _ = read_volume(out)
+    np.testing.assert_allclose(again, rec, atol=1e-4 * np.abs(rec).max())
+
+
+def test_a_local_run_of_several_slices_needs_no_dask_and_no_store(tmp_path):
+    """Without --workers/--scheduler the engine runs in this process and writes once through io."""
+    path, _, _ = _stack(tmp_path)
+    out = tmp_path / "vol.tif"
+    script = (
+        "import sys\n"
+        "from napari_ganrec.cli import main\n"
+        f"rc = main(['reconstruct', {str(path)!r}, '-o', {str(out)!r}, '--angles', '0:120:40', "
+        "'--method', 'rwtv', '--iterations', '5', '--warm-iterations', '2', '--slab', '2', "
+        "'--device', 'cpu', '--center', '16'])\n"
+        "print(rc, *(m in sys.modules for m in ('dask', 'distributed', 'zarr')))\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT)
+    assert res.stdout.split()[-4:] == ["0", "False", "False", "False"], res.stderr[-2000:]
+    assert tifffile.imread(out).shape == (4, 32, 32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj.npy", "vol.tif", "vol.tif.json"]
 
 
 def test_reconstruct_passes_batch_and_gpu_options(tmp_path, monkeypatch):
     """--batch/--batch-mode/--tol and the execution flags reach the engine and the metadata."""
-    from napari_ganrec import distributed
+    from napari_ganrec import engine
     from napari_ganrec.acceleration import Acceleration
     from napari_ganrec.io import read_volume
 
     seen = {}
-    real = distributed.run_distributed
+    real = engine.run
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(distributed, "run_distributed", spy)
+    monkeypatch.setattr(engine, "run", spy)
     path, _, _ = _stack(tmp_path)
     out = tmp_path / "vol.h5"
-    assert main(["reconstruct", str(path), "-o", str(out), "--angles", "0:120:40", "--iterations", "6",
+    assert main(["reconstruct", str(path), "-o", str(out), "--angles", "0:120:40", "--method", "ganrec",
+                 "--iterations", "6",
                  "--warm-iterations", "3", "--slab", "4", "--batch", "2", "--batch-mode", "independent",
                  "--tol", "1e-3", "--device", "cpu", "--center", "16", "--amp", "off",
                  "--channels-last", "on", "--check-every", "3"]) == 0

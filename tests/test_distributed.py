@@ -23,8 +23,8 @@ from napari_ganrec.volume import NpySource
 N, NZ, A = 32, 8, 32
 # threads_per_worker=1 everywhere: results depend on torch's thread count (summation order), not
 # on the number of workers.
-RUN = dict(slab_size=2, iterations=20, warm_iterations=6, preset="fast", device="cpu",
-           threads_per_worker=1)
+RUN = dict(slab_size=2, method="rwtv+ganrec", iterations={"rwtv": 20, "ganrec": 4}, warm_iterations=3,
+           ganrec={"channels": 8, "n_conv": 3, "dropout": 0.0}, device="cpu", threads_per_worker=1)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,10 @@ def test_in_process_run(data, reference):
     assert vol.shape == (NZ, N, N) and vol.dtype == np.float32
     assert sorted((r.start, r.stop) for r in records) == [(0, 2), (2, 4), (4, 6), (6, 8)]
     assert records[-1].done == NZ and not any(r.skipped for r in records)
-    # seed state: each task's first slice gets restart_iterations (12), the next warm (6)
-    assert all(r.iterations == 12 + 6 for r in records)
+    # seed state: each task's first slice gets restart_iterations (3 + 3), the next warm (3 + 3); the
+    # first task takes its first slice from the seed instead of reconstructing it again
+    by_start = {r.start: r.iterations for r in records}
+    assert by_start == {0: 6, 2: 12, 4: 12, 6: 12}
     err = np.sqrt(np.mean((vol - truth) ** 2) / np.mean(truth**2))
     assert err < 0.7
 
@@ -71,7 +73,7 @@ def test_two_workers_equal_one_worker(data, reference, tmp_path):
         with h5py.File(out, "r") as fh:
             results[workers] = fh["volume"][()]
             meta = json.loads(fh["volume"].attrs["napari_ganrec"])
-        assert meta["slab_size"] == 2 and meta["iterations"] == 20
+        assert meta["slab_size"] == 2 and meta["iterations"] == {"rwtv": 20, "ganrec": 4}
         assert len(records) == 4 and records[-1].done == NZ
     np.testing.assert_allclose(results[2], results[1], atol=1e-4 * np.abs(ref).max())
     np.testing.assert_allclose(results[1], ref, atol=1e-4 * np.abs(ref).max())
@@ -126,6 +128,7 @@ def test_refuses_to_mix_or_overwrite(data, tmp_path):
     sinos, angles, _ = data
     out = tmp_path / "v.npy"
     kw = dict(RUN, rows=(0, 4), iterations=4, warm_iterations=2, keep_parts=True, workers=0)
+    kw["iterations"] = {"rwtv": 4, "ganrec": 2}
     run_distributed(sinos, out, angles, **kw)
     first = np.load(out)
     assert first.shape == (4, N, N)
@@ -139,7 +142,7 @@ def test_refuses_to_mix_or_overwrite(data, tmp_path):
     # other parameters in the same work folder are refused rather than mixed
     out.unlink()
     with pytest.raises(ValueError, match="other parameters"):
-        run_distributed(sinos, out, angles, **dict(kw, iterations=5))
+        run_distributed(sinos, out, angles, **dict(kw, iterations={"rwtv": 5, "ganrec": 2}))
     with pytest.raises(ValueError, match="other parameters"):
         run_distributed(sinos * 2, out, angles, **kw)
 
@@ -210,8 +213,31 @@ def test_tasks_read_only_their_slab(data, tmp_path):
     run_distributed(RowLoader(sinos, None, log), tmp_path / "v.npy", angles, rows=(1, 8),
                     method="sirt", iterations=3, slab_size=3, batch=2, workers=0, device="cpu")
     reads = sorted(set(log) - {(0, 1)})  # (0, 1): the shape probe
-    assert reads == [(1, 3), (3, 4), (4, 6), (6, 7), (7, 8)]
+    # the seed task reads row 1; the first task takes that slice from the seed and reads on from 2
+    assert reads == [(1, 2), (2, 4), (4, 6), (6, 7), (7, 8)]
     assert max(b - a for a, b in log) <= 2  # never more than one batch in memory from the input
+
+
+def test_the_first_slice_is_reconstructed_once(data, tmp_path, monkeypatch):
+    """With more than one slab, the seed task reconstructs the first slice and the slab holding it
+    takes it from the seed: counted by the slabs the engine runs."""
+    import napari_ganrec.engine as engine
+
+    sinos, angles, _ = data
+    ran: list = []
+    original = engine.run
+
+    def counting(source, rows, *args, **kwargs):
+        ran.append(tuple(rows))
+        return original(source, rows, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run", counting)
+    out = run_distributed(sinos, tmp_path / "v.npy", angles, rows=(1, 7), method="rwtv", iterations=10,
+                          warm_iterations=4, slab_size=2, workers=0, device="cpu")
+    slices = [i for a, b in ran for i in range(a, b)]
+    assert sorted(slices) == list(range(1, 7)) and ran[0] == (1, 2)
+    vol = np.load(out)
+    assert vol.shape == (6, N, N) and np.abs(vol[0]).max() > 0  # the seed slice is in the output
 
 
 def test_path_input_through_read_tomo(data, tmp_path):

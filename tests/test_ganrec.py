@@ -8,14 +8,48 @@ import torch
 from metrics import ssim
 
 import napari_ganrec as ng
-from napari_ganrec.ganrec import DivergenceError, GANrecSolver, make_config
 from napari_ganrec.geometry import Geometry
+from napari_ganrec.methods import make_plan
+from napari_ganrec.methods.ganrec import DivergenceError, GANrec, GANrecConfig
+from napari_ganrec.methods.networks import Discriminator, Generator
 from napari_ganrec.projector import Projector
 
 
 def _solver(sino, angles, **overrides):
     proj = Projector(Geometry.create(angles, sino.shape[-1]), device="cpu")
-    return GANrecSolver(proj, torch.from_numpy(sino)[None], make_config("paper", **overrides), seed=0)
+    return GANrec(proj, torch.from_numpy(sino)[None], GANrecConfig(**overrides), seed=0)
+
+
+def test_ganrec_runs_generator_and_discriminator_at_every_iteration(wedge_data, monkeypatch):
+    """method="ganrec" is the GAN from the first iteration: one generator call per update (and one
+    for the final image), three discriminator calls (real, fake, the generator's adversarial
+    term), and two optimiser steps (discriminator, generator) each time."""
+    calls = {"G": 0, "D": 0, "adam_steps": 0}
+    g_forward, d_forward = Generator.forward, Discriminator.forward
+
+    def count_g(self, x):
+        calls["G"] += 1
+        return g_forward(self, x)
+
+    def count_d(self, x):
+        calls["D"] += 1
+        return d_forward(self, x)
+
+    monkeypatch.setattr(Generator, "forward", count_g)
+    monkeypatch.setattr(Discriminator, "forward", count_d)
+    d_step = torch.optim.Adam.step
+
+    def count_step(self, *a, **k):
+        calls["adam_steps"] += 1
+        return d_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", count_step)
+    sino, angles, _ = wedge_data
+    steps = list(ng.iter_reconstruct(sino, angles, method="ganrec", iterations=6, preview_every=100,
+                                     device="cpu"))
+    assert [s.stage for s in steps] == ["ganrec"] * 6
+    assert all(s.losses["d_loss"] > 0 and s.losses["adv"] > 0 for s in steps)
+    assert calls == {"G": 6 + 1, "D": 3 * 6, "adam_steps": 2 * 6}
 
 
 def test_ganrec_beats_fbp_on_limited_angles(wedge_data):
@@ -26,24 +60,24 @@ def test_ganrec_beats_fbp_on_limited_angles(wedge_data):
     assert ssim(gt, rec) > ssim(gt, rec_fbp) + 0.05
 
 
-def test_result_is_quantitative(wedge_data):
+@pytest.mark.parametrize("method", ["ganrec", "rwtv"])
+def test_result_is_quantitative(wedge_data, method):
     """The image is in the sinogram's units per pixel: the solid reads about 1, like the phantom."""
     sino, angles, gt = wedge_data
-    rec = ng.reconstruct(sino, angles, iterations=100, device="cpu")
+    rec = ng.reconstruct(sino, angles, method=method, iterations=100, device="cpu")
     solid = gt > 0.9
     assert np.median(rec[solid]) == pytest.approx(1.0, rel=0.25)
     # units in, units out: scaling the data scales the image (same run otherwise)
-    short = ng.reconstruct(sino, angles, iterations=10, device="cpu")
-    scaled = ng.reconstruct(10 * sino, angles, iterations=10, device="cpu")
+    short = ng.reconstruct(sino, angles, method=method, iterations=10, device="cpu")
+    scaled = ng.reconstruct(10 * sino, angles, method=method, iterations=10, device="cpu")
     assert np.linalg.norm(scaled - 10 * short) < 1e-2 * np.linalg.norm(10 * short)
 
 
 def test_cpu_runs_are_deterministic_for_a_seed(wedge_data):
     sino, angles, _ = wedge_data
-    # the network stage is what the seed drives ("default" starts with a deterministic prior stage)
-    a = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=5, preset="paper")
-    b = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=5, preset="paper")
-    c = ng.reconstruct(sino, angles, iterations=8, device="cpu", seed=6, preset="paper")
+    a = ng.reconstruct(sino, angles, method="ganrec", iterations=8, device="cpu", seed=5)
+    b = ng.reconstruct(sino, angles, method="ganrec", iterations=8, device="cpu", seed=5)
+    c = ng.reconstruct(sino, angles, method="ganrec", iterations=8, device="cpu", seed=6)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -106,30 +140,43 @@ def test_any_angle_count_and_detector_size(n_angles, n_det, span):
     rng = np.random.default_rng(0)
     sino = rng.random((n_angles, n_det)).astype(np.float32)
     angles = np.linspace(span[0], span[1], n_angles)
-    steps = list(ng.iter_reconstruct(sino, angles, iterations=3, preview_every=1, device="cpu"))
-    assert [s.iteration for s in steps] == [1, 2, 3]
+    steps = list(ng.iter_reconstruct(sino, angles, method="rwtv+ganrec", iterations=3, preview_every=1,
+                                     device="cpu"))
+    assert [s.iteration for s in steps] == [1, 2, 3, 4, 5, 6]
     assert steps[-1].image.shape == (n_det, n_det)
     assert np.isfinite(steps[-1].image).all()
 
 
 def test_warm_start_continues_from_previous_weights(wedge_data):
     sino, angles, _ = wedge_data
-    gen = ng.iter_reconstruct(sino, angles, iterations=80, device="cpu")
-    for step in gen:
-        state = step.solver.state() if step.iteration == 80 else None
-    cold = next(iter(ng.iter_reconstruct(sino, angles, iterations=1, device="cpu")))
-    warm = next(iter(ng.iter_reconstruct(sino, angles, iterations=1, device="cpu", warm_start=state)))
+    steps = list(ng.iter_reconstruct(sino, angles, method="ganrec", iterations=80, device="cpu"))
+    state = steps[-1].state
+    cold = next(iter(ng.iter_reconstruct(sino, angles, method="ganrec", iterations=1, device="cpu")))
+    warm = next(iter(ng.iter_reconstruct(sino, angles, method="ganrec", iterations=1, device="cpu",
+                                         warm_start=state)))
     assert warm.losses["l1"] < 0.5 * cold.losses["l1"]
     with pytest.raises(ValueError, match="warm_start was made for"):
-        next(ng.iter_reconstruct(sino[:, :40], angles, iterations=1, device="cpu", warm_start=state))
+        next(ng.iter_reconstruct(sino[:, :40], angles, method="ganrec", iterations=1, device="cpu",
+                                 warm_start=state))
+    with pytest.raises(ValueError, match="state of 'ganrec', not of the 'rwtv' stage"):
+        next(ng.iter_reconstruct(sino, angles, method="rwtv", iterations=1, device="cpu",
+                                 warm_start={"rwtv": state["ganrec"]}))
 
 
-def test_closing_the_iterator_frees_the_solver(wedge_data):
+def test_closing_the_iterator_frees_the_solver(wedge_data, monkeypatch):
     sino, angles, _ = wedge_data
     threads = threading.active_count()
-    gen = ng.iter_reconstruct(sino, angles, iterations=1000, device="cpu")
+    made = []
+    init = GANrec.__init__
+
+    def keep(self, *a, **k):
+        init(self, *a, **k)
+        made.append(weakref.ref(self.G))
+
+    monkeypatch.setattr(GANrec, "__init__", keep)
+    gen = ng.iter_reconstruct(sino, angles, method="ganrec", iterations=1000, device="cpu")
     step = next(gen)
-    ref = weakref.ref(step.solver)
+    ref = made[0]
     del step
     gen.close()
     import gc
@@ -140,11 +187,11 @@ def test_closing_the_iterator_frees_the_solver(wedge_data):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="preset"):
-        make_config("best-ever")
-    with pytest.raises(ValueError, match="unknown GANrec option"):
-        make_config("paper", learning_rate=1)
+    with pytest.raises(ValueError, match="unknown ganrec option"):
+        make_plan("ganrec", 10, {"ganrec": {"learning_rate": 1}})
     with pytest.raises(ValueError, match="lr_g"):
-        make_config("paper", lr_g=-1.0)
-    cfg = make_config("paper", l1_weight=3.0)
-    assert cfg.l1_weight == 3.0 and ng.PRESETS["paper"].l1_weight == 10.0  # presets never mutate
+        GANrecConfig(lr_g=-1.0)
+    with pytest.raises(ValueError, match="gan_weight"):  # a GAN has an adversarial term
+        GANrecConfig(gan_weight=0.0)
+    cfg = make_plan("ganrec", 10, {"l1_weight": 3.0}).stages[0].config
+    assert cfg.l1_weight == 3.0 and GANrecConfig().l1_weight == 10.0  # configs never mutate

@@ -62,26 +62,42 @@ class FakeEngine:
 
 
 def test_params_validate():
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown stage 'art'"):
         RunParams(ANGLES, method="art")
+    with pytest.raises(ValueError, match="unknown option 'lr_g' for method 'tv'"):
+        RunParams(ANGLES, method="tv", options={"lr_g": 1e-3})
     with pytest.raises(ValueError, match="iterations must be a positive integer"):
         RunParams(ANGLES, iterations=0)
     with pytest.raises(ValueError, match="preview_every must be a positive integer"):
         RunParams(ANGLES, preview_every=True)
     p = RunParams(np.array(ANGLES), method="fbp", iterations=50)
     assert p.total == 1 and isinstance(p.angles, tuple)
+    chain = RunParams(ANGLES, method="rwtv+ganrec", iterations=50)
+    assert chain.total == 100 and chain.label == "reweighted TV + GANrec"
+
+
+def test_method_labels_come_from_the_registry():
+    from napari_ganrec.methods import DEFAULT_METHOD, LABELS, METHODS
+    from napari_ganrec.run_model import METHOD_LABELS
+
+    assert set(METHOD_LABELS) == set(METHODS) and next(iter(METHOD_LABELS)) == DEFAULT_METHOD
+    assert all(METHOD_LABELS[m] == LABELS[m] for m in METHODS)
+    assert METHOD_LABELS["rwtv"] == "reweighted TV" and METHOD_LABELS["ganrec"] == "GANrec"
 
 
 def test_engine_kwargs_per_method():
-    g = RunParams(ANGLES, method="ganrec", preset="fast", options={"lr_g": 1e-4}, seed=3,
+    g = RunParams(ANGLES, method="ganrec", options={"lr_g": 1e-4}, seed=3,
                   center=3.5, device="cpu", residual=True)
     kw = g.engine_kwargs()
-    assert kw["preset"] == "fast" and kw["lr_g"] == 1e-4 and kw["seed"] == 3
+    assert kw["method"] == "ganrec" and kw["lr_g"] == 1e-4 and kw["seed"] == 3
     assert kw["center"] == 3.5 and kw["device"] == "cpu" and kw["with_residual"] is True
     t = RunParams(ANGLES, method="tv", options={"tv_weight": 0.1}).engine_kwargs()
-    assert t["tv_weight"] == 0.1 and "preset" not in t
+    assert t["tv_weight"] == 0.1
     f = RunParams(ANGLES, method="fbp", options={"filter_name": "hann"}).engine_kwargs()
-    assert f["filter_name"] == "hann" and f["iterations"] == 1
+    assert f["filter_name"] == "hann"
+    c = RunParams(ANGLES, method="rwtv+ganrec", options={"ganrec": {"lr_g": 1e-4},
+                                                        "acceleration": {"amp": "off"}}).engine_kwargs()
+    assert c["ganrec"] == {"lr_g": 1e-4} and c["acceleration"] == {"amp": "off"}
     assert "tv_weight" not in RunParams(ANGLES, method="sirt").engine_kwargs()
 
 
@@ -129,7 +145,7 @@ def test_closing_the_generator_closes_the_engine():
 def test_generator_passes_the_parameters():
     eng = FakeEngine()
     params = RunParams(ANGLES, method="ganrec", iterations=4, center=5.0, seed=7, device="cpu",
-                       preset="fast", preview_every=2)
+                       preview_every=2, options={"channels": 8})
     summary = None
     gen = run_reconstruction(np.zeros((8, 4)), params, iterate=eng, clock=eng.clock)
     try:
@@ -138,7 +154,7 @@ def test_generator_passes_the_parameters():
     except StopIteration as stop:
         summary = stop.value
     assert eng.kwargs["center"] == 5.0 and eng.kwargs["seed"] == 7
-    assert eng.kwargs["preview_every"] == 2 and eng.kwargs["preset"] == "fast"
+    assert eng.kwargs["preview_every"] == 2 and eng.kwargs["channels"] == 8
     np.testing.assert_array_equal(eng.angles, ANGLES)
     assert summary.iteration == 4 and summary.device == "cpu"
 
@@ -191,11 +207,12 @@ def test_run_metadata_is_plain():
     t0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     md = run_metadata(params, source="proj", slices=(3, 5), layout="vertical", iteration=20,
                       elapsed=1.23456, status="stopped", started=t0)
-    assert md["method"] == "ganrec" and md["angles"] == list(ANGLES)
+    assert md["method"] == "ganrec" and md["angles"] == list(ANGLES) and md["method_label"] == "GANrec"
+    assert md["stages"] == [{"name": "ganrec", "iterations": 50}]
     assert md["center"] == 4.0 and md["iterations"] == 20 and md["iterations_requested"] == 50
     assert md["seed"] == 2 and md["device"] == "cpu" and md["elapsed_s"] == 1.235
     assert md["started"] == "2024-01-02T03:04:05+00:00" and md["status"] == "stopped"
-    assert md["slices"] == [3, 5] and md["preset"] == "default"
+    assert md["slices"] == [3, 5] and "preset" not in md
     assert md["options"] == {"betas": [0.5, 0.9]}
     import json
 
@@ -224,15 +241,16 @@ def test_runtime_errors_come_out_as_engine_errors():
 def test_uncertainty_is_asked_for_and_streamed():
     from napari_ganrec.run_model import RunParams, run_reconstruction
 
-    params = RunParams(angles=(0.0, 60.0, 120.0), iterations=50, preview_every=10, uncertainty=True,
-                       preset="fast")
-    assert params.engine_kwargs()["average_last"] == 10  # max(10, 50 // 5): fast averages none
-    assert "average_last" not in RunParams(angles=(0.0, 1.0), iterations=50, preset="fast").engine_kwargs()
-    # the default preset averages its last iterates already
-    assert "average_last" not in RunParams(angles=(0.0, 1.0), iterations=50, uncertainty=True).engine_kwargs()
-    explicit = RunParams(angles=(0.0, 1.0), iterations=50, uncertainty=True, preset="fast",
+    params = RunParams(angles=(0.0, 60.0, 120.0), method="ganrec", iterations=50, preview_every=10,
+                       uncertainty=True)
+    assert params.engine_kwargs()["ganrec"] == {"average_last": 10}  # max(10, 50 // 5): GANrec averages none
+    assert "ganrec" not in RunParams(angles=(0.0, 1.0), method="ganrec", iterations=50).engine_kwargs()
+    # reweighted TV averages its last iterates already
+    assert "rwtv" not in RunParams(angles=(0.0, 1.0), method="rwtv", iterations=50,
+                                   uncertainty=True).engine_kwargs()
+    explicit = RunParams(angles=(0.0, 1.0), method="ganrec", iterations=50, uncertainty=True,
                          options={"average_last": 3})
-    assert explicit.engine_kwargs()["average_last"] == 3
+    assert explicit.engine_kwargs()["average_last"] == 3 and "ganrec" not in explicit.engine_kwargs()
 
     class FakeStep:
         def __init__(self, k):
@@ -256,9 +274,10 @@ def test_volume_mode_fills_the_volume_slice_by_slice_with_warm_start():
     p = phantoms.porous_particle(24, nz=3, n_pores=3, seed=2)
     angles = np.linspace(0, 120, 30, endpoint=False)
     sinos = phantoms.simulate_projections(p, angles).transpose(1, 0, 2).copy()
-    params = RunParams(angles=tuple(angles), iterations=6, warm_iterations=2, preview_every=2,
-                       device="cpu", preset="fast", volume_slices=3, tick_interval=0, image_interval=0)
-    assert params.total == 6 + 2 * 2
+    params = RunParams(angles=tuple(angles), method="rwtv+ganrec", iterations=6, warm_iterations=2,
+                       preview_every=2, device="cpu", options={"ganrec": {"channels": 8}}, volume_slices=3,
+                       tick_interval=0, image_interval=0)
+    assert params.total == 12 + 2 * 4
     gen = run_reconstruction(sinos, params)
     updates = []
     while True:

@@ -835,7 +835,7 @@ class ReconstructionWidget(QWidget):
         iterative = m != "fbp"
         self.iterations_spin.setEnabled(iterative)
         self.preview_spin.setEnabled(iterative)
-        self.seed_spin.setEnabled(m == "ganrec")
+        self.seed_spin.setEnabled("ganrec" in m.split("+"))
 
     def set_method(self, method: str) -> None:
         """Choose the method by engine name (``"ganrec"``, ``"tv"``, ``"sirt"``, ``"fbp"``)."""
@@ -890,7 +890,6 @@ class ReconstructionWidget(QWidget):
             center=center,
             device=self.device_combo.currentText(),
             seed=self.seed_spin.value(),
-            preset=self.solver_options.preset_name(),
             options=self.solver_options.options(),
             residual=self.residual_check.isChecked(),
             uncertainty=self.uncertainty_check.isChecked(),

@@ -1,4 +1,4 @@
-"""The 'Advanced' section: a preset and the solver's parameters for the chosen method."""
+"""The 'Advanced' section: the parameters of each stage of the chosen method."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QLabel,
     QLineEdit,
     QSpinBox,
     QStackedWidget,
@@ -16,19 +17,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..classical import FILTERS
-from ..ganrec import PRESETS, GANrecConfig
+from ..methods import FILTERS, METHODS, REGISTRY, parse_method
 
-# GANrec fields a user may reasonably tune, in display order (the rest stay at the preset's)
-GANREC_FIELDS = (
-    "lr_g", "lr_d", "l1_weight", "gan_weight", "l2_weight", "tv_weight", "dropout", "units",
-    "channels", "n_conv", "kernel", "d_steps", "average_last", "output", "normalize_candidate",
-    "spectral_norm", "circle", "prior_iterations", "reweight_every", "tv_eps", "init",
-    "init_iterations", "support", "lr_decay",
-)
 OUTPUT_CHOICES = ("linear", "relu", "softplus")
-CHOICES = {"output": OUTPUT_CHOICES, "init": ("none", "fbp", "sirt", "tv"), "filter_name": FILTERS}
-TV_DEFAULT = 0.03
+CHOICES = {"filter_name": FILTERS}
 # GANrec execution choices (napari_ganrec.acceleration.Acceleration fields; None: automatic)
 EXECUTION = {
     "auto": None,
@@ -36,16 +28,23 @@ EXECUTION = {
     "bfloat16, eager": {"amp": "bf16", "compile": "off"},
     "compiled": {"compile": "on"},
 }
+# fields that describe how a run is checked, not the method (left at their defaults)
+_HIDDEN = {"snapshot_every", "max_recoveries", "disc_channels", "betas"}
 
 
-def _field_doc(name: str) -> str:
-    """The line under ``name : type`` in GANrecConfig's docstring (a tooltip)."""
-    lines = (GANrecConfig.__doc__ or "").splitlines()
+def _field_doc(config_cls, name: str) -> str:
+    """The line under ``name : type`` in the config's docstring (a tooltip)."""
+    lines = (config_cls.__doc__ or "").splitlines()
     for i, line in enumerate(lines):
         head, sep, _ = line.strip().partition(" : ")
         if sep and name in [p.strip() for p in head.split(",")]:
             return lines[i + 1].strip() if i + 1 < len(lines) else ""
     return ""
+
+
+def _stage_fields(name: str) -> dict[str, Any]:
+    cfg = REGISTRY[name].config()
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _HIDDEN}
 
 
 class _Form(QWidget):
@@ -112,28 +111,23 @@ class _Form(QWidget):
 
 
 class SolverOptions(QWidget):
-    """Preset and parameters of the chosen method.
+    """The parameters of each stage of the chosen method (from the registry's configs).
 
-    :meth:`options` returns only what differs from the preset (GANrec) or the engine's default
-    (TV weight, FBP filter), so a run's metadata lists exactly what the user changed.
+    :meth:`options` returns only what differs from the stage configs' defaults, so a run's
+    metadata lists exactly what the user changed: flat for a single stage (``{"tv_weight": 0.1}``),
+    per stage for a chain (``{"ganrec": {"lr_g": 5e-4}}``).
     """
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.preset = QComboBox()
-        self.preset.addItems(list(PRESETS))
-        self.preset.setCurrentText("default")
-        self.preset.setToolTip("GANrec presets: 'paper' is the published recipe, 'fast' a small "
-                               "L1-only network for quick looks")
         top = QFormLayout()
         top.setContentsMargins(0, 0, 0, 0)
-        top.addRow("preset", self.preset)
         self.execution = QComboBox()
         self.execution.addItems(list(EXECUTION))
         self.execution.setToolTip(
-            "How GANrec runs on the device. auto: on CUDA bfloat16 generator, channels-last, "
+            "How the GANrec stage runs on the device. auto: on CUDA bfloat16 generator, channels-last, "
             "fused Adam, losses read every 25 iterations; on the CPU plain float32. 'compiled' "
             "adds torch.compile (slow first iterations; eager if it fails). 'float32, eager' "
             "turns all of that off (e.g. to compare or to debug).")
@@ -141,57 +135,53 @@ class SolverOptions(QWidget):
         layout.addLayout(top)
         self.stack = QStackedWidget()
         layout.addWidget(self.stack)
-
-        self.ganrec = _Form()
-        cfg = PRESETS["default"]
-        for name in GANREC_FIELDS:
-            self.ganrec.add(name, getattr(cfg, name), _field_doc(name))
-        self.tv = _Form()
-        self.tv.add("tv_weight", TV_DEFAULT, "dimensionless TV weight (larger: smoother)")
-        self.sirt = _Form()
-        self.fbp = _Form()
-        self.fbp.add("filter_name", "ramp", "FBP filter")
-        self._pages = {"ganrec": self.ganrec, "tv": self.tv, "sirt": self.sirt, "fbp": self.fbp}
-        for page in self._pages.values():
+        #: ``forms[method][stage]``: the editors of one stage of one method's page
+        self.forms: dict[str, dict[str, _Form]] = {}
+        self._pages: dict[str, QWidget] = {}
+        for method in METHODS:
+            page = QWidget()
+            col = QVBoxLayout(page)
+            col.setContentsMargins(0, 0, 0, 0)
+            self.forms[method] = {}
+            for stage, _ in parse_method(method):
+                form = _Form()
+                cls = REGISTRY[stage].config
+                for fname, value in _stage_fields(stage).items():
+                    form.add(fname, value, _field_doc(cls, fname))
+                self.forms[method][stage] = form
+                if len(parse_method(method)) > 1:
+                    col.addWidget(QLabel(REGISTRY[stage].label))
+                col.addWidget(form)
+            self._pages[method] = page
             self.stack.addWidget(page)
-        self.preset.currentTextChanged.connect(self._apply_preset)
-        self.method = "ganrec"
+        for name in REGISTRY:  # the single-stage forms, by stage name (self.ganrec, self.tv...)
+            setattr(self, name, self.forms[name][name])
+        self.method = METHODS[0]
+        self.set_method(self.method)
 
     def set_method(self, method: str) -> None:
         """Show the parameters of ``method``."""
         self.method = method
         self.stack.setCurrentWidget(self._pages[method])
-        self.preset.setEnabled(method == "ganrec")
-        self.execution.setEnabled(method == "ganrec")
-
-    def _apply_preset(self, name: str) -> None:
-        if name in PRESETS:
-            cfg = PRESETS[name]
-            self.ganrec.set_values({f: getattr(cfg, f) for f in GANREC_FIELDS})
-
-    def preset_name(self) -> str:
-        return self.preset.currentText()
+        self.execution.setEnabled("ganrec" in self.forms[method])
 
     def options(self) -> dict[str, Any]:
         """Options of the current method that differ from the defaults (ValueError if invalid)."""
-        if self.method == "ganrec":
-            base = PRESETS[self.preset_name()]
-            vals = self.ganrec.values()
-            changed = {k: v for k, v in vals.items() if v != getattr(base, k)}
+        per_stage: dict[str, dict[str, Any]] = {}
+        for stage, form in self.forms[self.method].items():
+            defaults = _stage_fields(stage)
+            changed = {k: v for k, v in form.values().items() if v != defaults[k]}
             try:  # check ranges now, on the main thread, with the engine's own messages
-                dataclasses.replace(base, **changed)
-            except ValueError as exc:
+                REGISTRY[stage].config(**changed)
+            except (TypeError, ValueError) as exc:
                 raise ValueError(str(exc)) from None
-            execution = EXECUTION[self.execution.currentText()]
-            if execution is not None:
-                changed["acceleration"] = dict(execution)
-            return changed
-        if self.method == "tv":
-            w = self.tv.values()["tv_weight"]
-            if w < 0:
-                raise ValueError(f"tv_weight must be >= 0, got {w}")
-            return {} if w == TV_DEFAULT else {"tv_weight": w}
-        if self.method == "fbp":
-            f = self.fbp.values()["filter_name"]
-            return {} if f == "ramp" else {"filter_name": f}
-        return {}
+            if changed:
+                per_stage[stage] = changed
+        if len(self.forms[self.method]) == 1:
+            out = dict(next(iter(per_stage.values()), {}))
+        else:
+            out = per_stage
+        execution = EXECUTION[self.execution.currentText()]
+        if execution is not None and "ganrec" in self.forms[self.method]:
+            out["acceleration"] = dict(execution)
+        return out

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from napari_ganrec.methods.ganrec import GANrecConfig
 
 from napari_ganrec._qt.loss_plot import LossPlot
 from napari_ganrec._qt.solver_options import SolverOptions
 from napari_ganrec._qt.wedge_plot import WedgePlot
-from napari_ganrec.ganrec import PRESETS
 
 
 def test_loss_plot_draws_axes_once_then_blits(qtbot):
@@ -62,26 +62,23 @@ def test_wedge_plot(qtbot):
 def test_solver_options_report_only_changes(qtbot):
     opts = SolverOptions()
     qtbot.addWidget(opts)
-    assert opts.options() == {} and opts.preset_name() == "default"
-    opts.ganrec.editors["lr_g"].setText("0.0005")
-    opts.ganrec.editors["channels"].setValue(PRESETS["default"].channels + 8)
-    assert opts.options() == {"lr_g": 0.0005, "channels": PRESETS["default"].channels + 8}
-    # a preset resets the fields to its values
-    opts.preset.setCurrentText("fast")
+    opts.set_method("ganrec")
     assert opts.options() == {}
-    assert opts.ganrec.values()["channels"] == PRESETS["fast"].channels
+    opts.ganrec.editors["lr_g"].setText("0.0005")
+    opts.ganrec.editors["channels"].setValue(GANrecConfig().channels + 8)
+    assert opts.options() == {"lr_g": 0.0005, "channels": GANrecConfig().channels + 8}
     opts.ganrec.editors["units"].setValue(0)
     assert opts.ganrec.values()["units"] is None  # 'auto'
     opts.ganrec.editors["dropout"].setText("1.5")
     with pytest.raises(ValueError, match="dropout is out of range"):
         opts.options()
-    opts.ganrec.editors["dropout"].setText("0.1")
+    opts.ganrec.editors["dropout"].setText("0.25")
     opts.set_method("tv")
-    assert opts.options() == {} and not opts.preset.isEnabled()
+    assert opts.options() == {}
     opts.tv.editors["tv_weight"].setText("0.1")
     assert opts.options() == {"tv_weight": 0.1}
     opts.tv.editors["tv_weight"].setText("-1")
-    with pytest.raises(ValueError, match="tv_weight must be >= 0"):
+    with pytest.raises(ValueError, match="tv_weight is out of range"):
         opts.options()
     opts.set_method("fbp")
     opts.fbp.editors["filter_name"].setCurrentText("hann")
@@ -90,18 +87,20 @@ def test_solver_options_report_only_changes(qtbot):
     assert opts.options() == {}
 
 
-def test_advanced_section_exposes_the_prior_stage_options(qtbot):
+def test_each_stage_of_a_chain_has_its_own_options(qtbot):
+    from napari_ganrec.methods import METHODS
+
     opts = SolverOptions()
     qtbot.addWidget(opts)
-    values = opts.ganrec.values()
-    default = PRESETS["default"]
-    for name in ("prior_iterations", "reweight_every", "tv_eps", "init", "support", "lr_decay"):
-        assert values[name] == getattr(default, name), name
-    opts.ganrec.editors["prior_iterations"].setValue(500)
-    opts.ganrec.editors["init"].setCurrentText("fbp")
-    assert opts.options() == {"prior_iterations": 500, "init": "fbp"}
-    opts.preset.setCurrentText("noisy")
-    assert opts.ganrec.values()["tv_eps"] == PRESETS["noisy"].tv_eps
+    assert set(opts.forms) == set(METHODS)
+    opts.set_method("rwtv")
+    opts.rwtv.editors["eps"].setText("1.0")
+    assert opts.options() == {"eps": 1.0}
+    opts.set_method("rwtv+ganrec")
+    assert set(opts.forms["rwtv+ganrec"]) == {"rwtv", "ganrec"}
+    opts.forms["rwtv+ganrec"]["rwtv"].editors["tv_weight"].setText("0.3")
+    opts.forms["rwtv+ganrec"]["ganrec"].editors["lr_g"].setText("0.0005")
+    assert opts.options() == {"rwtv": {"tv_weight": 0.3}, "ganrec": {"lr_g": 0.0005}}
 
 
 def test_execution_choice_reaches_the_engine(qtbot):
@@ -110,11 +109,12 @@ def test_execution_choice_reaches_the_engine(qtbot):
 
     opts = SolverOptions()
     qtbot.addWidget(opts)
+    opts.set_method("ganrec")
     assert "acceleration" not in opts.options()  # auto
     opts.execution.setCurrentText("float32, eager")
     got = opts.options()
     assert got == {"acceleration": {"amp": "off", "compile": "off", "channels_last": "off"}}
-    kw = RunParams(angles=(0.0, 1.0), options=got).engine_kwargs()
+    kw = RunParams(angles=(0.0, 1.0), method="ganrec", options=got).engine_kwargs()
     assert kw["acceleration"] == got["acceleration"]
     import torch
 

@@ -1,6 +1,6 @@
 """The reconstruction dock widget, in a real viewer (run under Xvfb, see .ci/run).
 
-Runs are GANrec's 'fast' preset on 32 px slices for a handful of iterations, so the file stays
+Runs are a small GANrec (8 channels, 3 convolutions) on 32 px slices for a handful of iterations, so the file stays
 well under two minutes on two cores.
 """
 
@@ -65,7 +65,8 @@ def small(make_napari_viewer, qtbot, small_sample):
     viewer, widget = _open(make_napari_viewer, qtbot, small_sample)
     widget.set_input("small projections")
     widget.set_method("ganrec")
-    widget.solver_options.preset.setCurrentText("fast")
+    widget.solver_options.ganrec.editors["channels"].setValue(8)
+    widget.solver_options.ganrec.editors["n_conv"].setValue(3)
     widget.device_combo.setCurrentText("cpu")
     return viewer, widget
 
@@ -188,7 +189,9 @@ def test_run_streams_into_one_live_layer(small, qtbot, heartbeat, notifications)
     assert md["center"] == widget.auto_center.center == pytest.approx(16.0, abs=0.5)
     assert md["center_method"] == "com" and md["binning"]["factor"] == 1
     assert len(md["angles"]) == 21 and md["angles"][0] == -35.0
-    assert md["preset"] == "fast" and md["slices"] == [2, 3] and md["elapsed_s"] > 0
+    assert md["stages"] == [{"name": "ganrec", "iterations": 24}] and md["method_label"] == "GANrec"
+    assert md["options"] == {"channels": 8, "n_conv": 3}
+    assert md["slices"] == [2, 3] and md["elapsed_s"] > 0
     assert "started" in md and md["source"] == "small projections"
     # the loss plot and the state saw every iteration
     assert widget.state.loss_history["l1"][0] == list(range(1, 25))
@@ -268,8 +271,7 @@ def test_errors_become_notifications(small, qtbot, notifications, tmp_path):
     widget.solver_options.ganrec.editors["lr_g"].setText("fast please")
     assert not widget.run()
     assert "lr_g must be a number" in notifications[-1].message
-    widget.solver_options.preset.setCurrentText("default")
-    widget.solver_options.preset.setCurrentText("fast")
+    widget.solver_options.ganrec.editors["lr_g"].setText("0.001")
 
     # a failure inside the engine, mid-run: a notification with the message, the layer stays
     def failing(sino, angles, **kwargs):
@@ -299,7 +301,7 @@ def test_errors_become_notifications(small, qtbot, notifications, tmp_path):
 def test_closing_the_viewer_stops_the_run(make_napari_viewer, qtbot, small_sample):
     viewer, widget = _open(make_napari_viewer, qtbot, small_sample, show=False)
     widget.set_input("small projections")
-    widget.solver_options.preset.setCurrentText("fast")
+    widget.set_method("rwtv")
     widget.device_combo.setCurrentText("cpu")
     widget.iterations_spin.setValue(100_000)
     assert widget.run()
@@ -440,7 +442,7 @@ def test_uncertainty_layer_shows_where_the_last_iterates_disagree(small, qtbot):
     assert unc is not None and unc in viewer.layers
     assert unc.name.endswith("uncertainty") and unc.metadata["content"] == "uncertainty"
     assert unc.data.shape == widget.controller.image_layer.data.shape
-    assert np.all(unc.data >= 0) and unc.data.max() > 0  # the fast preset's iterates still move
+    assert np.all(unc.data >= 0) and unc.data.max() > 0  # the small GANrec's iterates still move
     assert unc.visible
 
 

@@ -67,6 +67,11 @@ def register(subparsers) -> None:
         "with a warning: negative values or dark detector edges (air at 0) are line integrals, bright edges "
         "transmission (values <= 1.05) or raw counts (then flats are needed)",
     )
+    p.add_argument("--flats", help="flat fields (open beam) for an INPUT that carries none: a TIFF, NumPy or MRC file")
+    p.add_argument("--darks", help="dark fields for an INPUT that carries none: a TIFF, NumPy or MRC file")
+    p.add_argument("--tilt-axis", default=None, choices=["auto", "y", "x"],
+                   help="MRC tilt series: the image axis the tilt axis runs along (default auto: detected, "
+                   "y when unclear)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run_reconstruct)
 
@@ -114,6 +119,17 @@ def _angles_argument(args):
     return None
 
 
+def _read_options(args, angles) -> dict:
+    """The ``read_tomo`` keywords of the command line (picklable: paths and arrays), the same for
+    the first read and for the volume source's reads."""
+    opts = {"angles": angles}
+    for name in ("flats", "darks", "tilt_axis"):
+        value = getattr(args, name, None)
+        if value is not None:
+            opts[name] = value
+    return opts
+
+
 def acceleration_of(args: argparse.Namespace):
     """The :class:`~napari_ganrec.acceleration.Acceleration` the command line asks for."""
     from .acceleration import Acceleration
@@ -138,7 +154,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     """
     from .io import line_integrals, read_tomo
 
-    with read_tomo(args.input, angles=_angles_argument(args)) as data:
+    with read_tomo(args.input, **_read_options(args, _angles_argument(args))) as data:
         angles = np.asarray(data.angles, dtype=np.float64)
         rows = parse_slices(args.slices, data.n_rows)
         kind = _data_kind(args.data, data, rows)
@@ -206,7 +222,7 @@ def _volume(args, angles, rows: slice, kind, center: float, iterations: int, met
     from .distributed import run_distributed
     from .volume import PathSource
 
-    source = PathSource(args.input, open_kwargs={"angles": angles}, kind=kind)
+    source = PathSource(args.input, open_kwargs=_read_options(args, angles), kind=kind)
     options = dict(_ganrec_options(args), batch=args.batch)
     if args.method == "ganrec":
         options.update(batch_mode=args.batch_mode, tol=args.tol)

@@ -14,10 +14,13 @@ Typical chain::
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = [
     "normalize",
+    "check_flats_darks",
     "minus_log",
     "remove_zingers",
     "crop",
@@ -59,6 +62,64 @@ def _reference(field, frame_shape, name: str) -> np.ndarray | None:
     return ref
 
 
+def check_flats_darks(projections, flat, dark=None, *, max_bad_fraction: float | None = 0.01,
+                      max_below_fraction: float | None = 0.05) -> tuple[int, int]:
+    """Refuse flats and darks that cannot normalise ``projections``.
+
+    Parameters
+    ----------
+    projections : numpy.ndarray
+        Raw counts ``(..., n_rows, n_det)``.
+    flat, dark : numpy.ndarray
+        The averaged flat and dark frames ``(n_rows, n_det)`` (dark None: zero).
+    max_bad_fraction : float or None
+        Largest fraction of the flat pixels that may be not above the dark (dead pixels) before it
+        is an error; None: no limit (only the whole-field checks).
+    max_below_fraction : float or None
+        Largest fraction of the projection pixels that may be at or below the dark (noise in
+        opaque regions) before it is an error; None: no limit.
+
+    Returns
+    -------
+    (int, int)
+        Number of projection pixels at or below the dark, and of flat pixels not above it (both
+        floored by :func:`normalize`).
+
+    Raises
+    ------
+    ValueError
+        All-zero flats; darks brighter than the flats (median); more bad pixels than allowed.
+    """
+    flat = np.asarray(flat, dtype=np.float32)
+    dark = np.zeros_like(flat) if dark is None else np.asarray(dark, dtype=np.float32)
+    if not np.any(flat):
+        raise ValueError("the flats are all zero (no beam when they were taken?); give the open-beam images "
+                         "as flats")
+    span = flat - dark
+    if float(np.median(span)) <= 0:
+        raise ValueError(
+            f"the darks are brighter than the flats (median flat {float(np.median(flat)):.6g}, median dark "
+            f"{float(np.median(dark)):.6g}); are flats and darks swapped?"
+        )
+    not_above = int(np.count_nonzero(span <= 0))
+    below = int(np.count_nonzero(np.asarray(projections, dtype=np.float32) - dark <= 0))
+    if max_bad_fraction is not None:
+        if not_above > max_bad_fraction * span.size:
+            raise ValueError(
+                f"in {not_above} of {span.size} pixels the flat is not brighter than the dark; the flats or "
+                "darks come from another exposure or detector region"
+            )
+    n = int(np.size(projections))
+    if max_below_fraction is not None and below > max_below_fraction * n:
+        raise ValueError(
+            f"{below} of {n} raw counts are at or below the dark (median projection "
+            f"{float(np.median(projections)):.6g}, median dark {float(np.median(dark)):.6g}); the darks do "
+            "not belong to these projections (other exposure or gain?), or the data are not raw counts "
+            "(if large opaque regions are really there, crop them away)"
+        )
+    return below, not_above
+
+
 def normalize(
     projections,
     flats=None,
@@ -96,8 +157,13 @@ def normalize(
     Raises
     ------
     ValueError
-        Non-finite input, flats or darks whose frame shape differs from the projections', or
-        bad clip values.
+        Non-finite input, flats or darks whose frame shape differs from the projections', bad
+        clip values, all-zero flats, darks brighter than the flats (see :func:`check_flats_darks`).
+
+    Warns
+    -----
+    UserWarning
+        When pixels at or below the dark are floored (their count is given).
     """
     if not min_transmission > 0:
         raise ValueError(f"min_transmission must be > 0, got {min_transmission}")
@@ -114,6 +180,12 @@ def normalize(
     dark = _reference(darks, frame, "darks")
     if dark is None:
         dark = np.zeros(frame, dtype=np.float32)
+    if flat is not None:
+        below, not_above = check_flats_darks(p, flat, dark, max_bad_fraction=None, max_below_fraction=None)
+        if below or not_above:
+            warnings.warn(f"normalize: {below} projection pixel(s) at or below the dark and {not_above} flat "
+                          f"pixel(s) not above it are floored (transmission >= {min_transmission:g})",
+                          UserWarning, stacklevel=2)
     num = np.maximum(p - dark, dark_floor)
     if flat is None:
         out = num

@@ -220,23 +220,16 @@ def read_angles_file(path, n_angles: int | None = None) -> np.ndarray:
         When the file cannot be read, holds something that is not a number, or (with
         ``n_angles``) holds a different count; the message names the file.
     """
+    from .io import TomoFormatError, read_angle_file
+
     p = Path(path)
     try:
-        text = p.read_text()
+        values = read_angle_file(p)
+    except TomoFormatError as exc:
+        sep = ", " if exc.problem.startswith("line") else " "
+        raise ValueError(f"angles file {str(p)!r}{sep}{exc.problem}") from None
     except OSError as exc:
         raise ValueError(f"angles file {str(p)!r} cannot be read: {exc.strerror or exc}") from None
-    values = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].replace(",", " ").strip()
-        for tok in line.split():
-            try:
-                values.append(float(tok))
-            except ValueError:
-                raise ValueError(
-                    f"angles file {str(p)!r}, line {lineno}: {tok!r} is not a number (degrees)"
-                ) from None
-    if not values:
-        raise ValueError(f"angles file {str(p)!r} holds no angles")
     try:
         return validate_angles(values, n_angles, name=f"angles file {str(p)!r}")
     except ValueError as exc:

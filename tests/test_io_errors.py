@@ -135,3 +135,24 @@ def test_unknown_suffix_and_bad_angle_file(tmp_path):
     (tmp_path / "p.tlt").write_text("0\n1\nabc\n")
     with pytest.raises(TomoFormatError, match=r"p.tlt: line 3: 'abc'"):
         read_tomo(tmp_path / "p.npy")
+
+
+def test_one_angle_file_parser(tmp_path, monkeypatch):
+    """#12: run_inputs.read_angles_file is a call to io.read_angle_file (one parser)."""
+    from napari_ganrec import run_inputs
+    from napari_ganrec.io import _common, read_angle_file
+
+    f = tmp_path / "a.tlt"
+    f.write_text("-30, -15 # first\n0\n15 30\n")
+    np.testing.assert_array_equal(read_angle_file(f), run_inputs.read_angles_file(f))
+    calls = []
+    real = _common.read_angle_file
+    monkeypatch.setattr("napari_ganrec.io.read_angle_file", lambda p: calls.append(p) or real(p))
+    run_inputs.read_angles_file(f)
+    assert calls == [f]
+    bad = tmp_path / "b.tlt"
+    bad.write_text("0\nten\n")
+    with pytest.raises(TomoFormatError, match="line 2: 'ten' is not a number"):
+        read_angle_file(bad)
+    with pytest.raises(ValueError, match="b.tlt', line 2: 'ten' is not a number"):
+        run_inputs.read_angles_file(bad)

@@ -23,7 +23,8 @@ def test_normalize_floors_and_clips():
     raw = np.array([[[0.0, 40.0, 2000.0, 60.0]]])
     flat = np.array([[[1000.0, 1000.0, 1000.0, 50.0]]])  # last pixel: flat <= dark (dead)
     dark = np.array([[[50.0, 50.0, 50.0, 50.0]]])
-    t = pp.normalize(raw, flat, dark, min_transmission=1e-3, max_transmission=1.0)
+    with pytest.warns(UserWarning, match="2 projection pixel.*1 flat pixel"):
+        t = pp.normalize(raw, flat, dark, min_transmission=1e-3, max_transmission=1.0)
     assert np.all(t >= 1e-3) and np.all(t <= 1.0) and np.all(np.isfinite(t))
     line = pp.minus_log(t)
     assert np.all(np.isfinite(line)) and line.max() == pytest.approx(-np.log(1e-3), rel=1e-5)
@@ -90,3 +91,26 @@ def test_preprocess_chain_matches_steps():
     darks = np.full((2, 6, 8), 10.0)
     out = pp.preprocess(raw, flats, darks, cols=(2, 8), bin_factor=2)
     np.testing.assert_allclose(out, pp.bin_stack(p[:, :, 2:8], 2), atol=1e-4)
+
+
+def test_check_flats_darks_tells_noise_from_wrong_fields():
+    """#14: all-zero flats, swapped flats/darks and darks of another exposure are errors; a few
+    pixels below the dark (noise in opaque regions) are counted, not refused."""
+    rng = np.random.default_rng(1)
+    flat = np.full((4, 50), 1000.0, np.float32)
+    dark = np.full((4, 50), 100.0, np.float32)
+    proj = rng.uniform(300, 900, (6, 4, 50)).astype(np.float32)
+    assert pp.check_flats_darks(proj, flat, dark) == (0, 0)
+    proj[0, 0, :10] = 90.0  # 10 of 1200 below the dark: < 5 %
+    assert pp.check_flats_darks(proj, flat, dark) == (10, 0)
+    with pytest.raises(ValueError, match="at or below the dark"):
+        pp.check_flats_darks(proj, flat, dark * 5)  # darks of another gain
+    with pytest.raises(ValueError, match="flats are all zero"):
+        pp.check_flats_darks(proj, np.zeros_like(flat), dark)
+    with pytest.raises(ValueError, match="swapped"):
+        pp.check_flats_darks(proj, dark, flat)
+    dead = flat.copy()
+    dead[0, :5] = 50.0  # 5 of 200 flat pixels below the dark: 2.5 % > 1 %
+    with pytest.raises(ValueError, match="5 of 200 pixels the flat is not brighter"):
+        pp.check_flats_darks(proj, dead, dark)
+    assert pp.check_flats_darks(proj, dead, dark, max_bad_fraction=None)[1] == 5

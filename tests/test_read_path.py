@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from _io_fixtures import ANGLES, N_ANG, N_DET, N_ROW, raw_stack, write_dxchange
+from _io_fixtures import ANGLES, N_ANG, N_DET, N_ROW, raw_stack, write_dxchange, write_nxtomo
 
 from napari_ganrec.cli import main
 from napari_ganrec.io import (
@@ -83,6 +83,14 @@ def test_raw_counts_without_flats_are_an_error_not_negative_line_integrals(tmp_p
         np.testing.assert_array_equal(line_integrals(d, choice="line-integrals"),
                                       proj.astype(np.uint16).astype(np.float32).transpose(1, 0, 2))
 
+    # integer counts of a sample wider than the field (dark edges) are still counts
+    wide = proj.astype(np.uint16)
+    wide[..., :2] = wide[..., -2:] = 3
+    np.save(tmp_path / "w.npy", wide)
+    with read_tomo(tmp_path / "w.npy", angles=ANGLES) as d:
+        k = resolve_kind(d)
+        assert k.kind == "raw" and "integer values (uint16)" in k.reason
+
 
 def test_declared_kind_wins_over_values(tmp_path):
     """Our own metadata says what the file holds: no guess from the values."""
@@ -131,8 +139,14 @@ def test_layer_reads_like_the_file(tmp_path):
     layer_tomo = tomodata_from_layer(data, kw["metadata"])
     with read_tomo(path) as d:
         np.testing.assert_array_equal(line_integrals(layer_tomo), line_integrals(d))
-    # a pre-processed layer is not corrected twice
-    pre = tomodata_from_layer(p, {"kind": "line_integrals", "angles_deg": ANGLES})
+    # a pre-processed layer is not corrected twice, even with the parent's flats and format still in
+    # its metadata (the pre-processing widget copies the parent's metadata and sets kind)
+    nx = write_nxtomo(tmp_path / "n.nxs", proj, flats, darks)
+    ((_, nkw, _),) = read_layers(str(nx))
+    pre_meta = {**nkw["metadata"], "kind": "line_integrals"}
+    pre = tomodata_from_layer(p, pre_meta)
+    k = resolve_kind(pre)
+    assert k.kind == "line_integrals" and "metadata" in k.reason
     np.testing.assert_array_equal(line_integrals(pre), p.transpose(1, 0, 2))
     with pytest.raises(ValueError, match="no projection angles"):
         tomodata_from_layer(p, {})
@@ -198,3 +212,40 @@ def test_cli_warns_when_it_guesses_and_refuses_counts_without_flats(tmp_path, ca
     assert main(["reconstruct", str(tmp_path / "c.npy"), "-o", str(tmp_path / "c.tif"), *args]) == 2
     assert "raw counts need flats" in capsys.readouterr().err
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_cli_flats_and_darks_files_make_raw_counts_readable(tmp_path, capsys):
+    """Counts without flats are refused; --flats/--darks give what a file with flats gives."""
+    proj, flats, darks, _ = raw_stack()
+    h5 = write_dxchange(tmp_path / "r.h5", proj, flats, darks)
+    tifffile.imwrite(tmp_path / "counts.tif", proj.astype(np.uint16), metadata={"angles": list(ANGLES)})
+    np.save(tmp_path / "flats.npy", flats)
+    tifffile.imwrite(tmp_path / "darks.tif", darks)
+    common = ["--method", "fbp", "--device", "cpu", "--center", str(N_DET / 2), "--slices", f"0:{N_ROW}"]
+    assert main(["reconstruct", str(h5), "-o", str(tmp_path / "a.tif"), *common]) == 0
+    assert main(["reconstruct", str(tmp_path / "counts.tif"), "-o", str(tmp_path / "b.tif"), *common,
+                 "--flats", str(tmp_path / "flats.npy"), "--darks", str(tmp_path / "darks.tif")]) == 0
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "b.tif"), tifffile.imread(tmp_path / "a.tif"),
+                               atol=2e-3)
+    assert main(["reconstruct", str(tmp_path / "counts.tif"), "-o", str(tmp_path / "c.tif"), *common,
+                 "--tilt-axis", "x"]) == 2
+    assert "tilt_axis='x' is for MRC" in capsys.readouterr().err
+
+
+def test_guessed_kind_is_the_same_for_one_slice_and_many(tmp_path, capsys):
+    """The auto guess samples the whole detector, not the rows asked for, and the volume source
+    carries the resolved kind (also through pickling, as to a Dask worker)."""
+    import pickle
+
+    p = _line_integrals(peak=0.3, n_row=6)
+    np.save(tmp_path / "w.npy", p)
+    args = ["--angles", f"0:180:{N_ANG}", "--method", "fbp", "--device", "cpu", "--center", str(N_DET / 2)]
+    assert main(["reconstruct", str(tmp_path / "w.npy"), "-o", str(tmp_path / "m.tif"), "--slices", "0:6", *args]) == 0
+    assert main(["reconstruct", str(tmp_path / "w.npy"), "-o", str(tmp_path / "o.tif"), "--slices", "4:5", *args]) == 0
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "o.tif"), tifffile.imread(tmp_path / "m.tif")[4], atol=1e-6)
+    with pytest.warns(UserWarning, match="assumed"):
+        src = PathSource(tmp_path / "w.npy", open_kwargs={"angles": ANGLES})
+    assert src.kind.kind == "line_integrals" and src.kind.assumed
+    again = pickle.loads(pickle.dumps(src))
+    assert again.kind == src.kind
+    np.testing.assert_array_equal(again.read(2, 5), p[:, 2:5].transpose(1, 0, 2))

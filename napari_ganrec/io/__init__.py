@@ -143,7 +143,8 @@ def _load_field(value, name: str):
     if fmt == "tiff-folder":
         from .tiff import read_tiff_folder
 
-        data = read_tiff_folder(path, angles=np.zeros(_n_tiffs(path)))
+        # flats/darks have no angles: distinct placeholder degrees (not all equal, not radian-like)
+        data = read_tiff_folder(path, angles=10.0 * np.arange(_n_tiffs(path), dtype=np.float64))
         return np.asarray(data.projections[:])
     if fmt in ("npy", "npz"):
         from .numpy_io import read_numpy_volume
@@ -170,7 +171,8 @@ def _npz_first(path):
         return z[keys[0]]
 
 
-def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = None) -> TomoData:
+def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = None,
+              tilt_axis: str | None = None) -> TomoData:
     """Read a projection stack with its angles (degrees), flats, darks and metadata.
 
     Parameters
@@ -185,6 +187,9 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
         read with the same readers.
     format : str, optional
         Force a format (see :func:`detect_format`).
+    tilt_axis : {"auto", "y", "x"}, optional
+        MRC tilt series only: the image axis the tilt axis runs along (default ``"auto"``:
+        detected from the data, y when unclear, see :func:`napari_ganrec.io.mrc.read_mrc`).
 
     Returns
     -------
@@ -218,7 +223,7 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
     elif fmt == "mrc":
         from .mrc import read_mrc
 
-        data = read_mrc(path, angles)
+        data = read_mrc(path, angles, tilt_axis=tilt_axis)
     elif fmt == "tiff":
         from .tiff import read_tiff
 
@@ -238,11 +243,19 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
     else:
         raise ValueError(f"format must be one of dxchange, nxtomo, mrc, tiff, tiff-folder, npy, "
                          f"npz; got {fmt!r}")
+    if tilt_axis not in (None, "auto", "y") and fmt != "mrc":
+        data.close()
+        raise ValueError(f"tilt_axis={tilt_axis!r} is for MRC tilt series; turn other stacks with "
+                         "napari_ganrec.preprocess.orient_axis")
     try:
         if flats is not None:
             data.flats = _check_field(flats, data, path, "flats")
+        elif isinstance(data.flats, np.ndarray):  # from an archive (.npz): checked like an argument
+            data.flats = _check_field(data.flats, data, path, "flats")
         if darks is not None:
             data.darks = _check_field(darks, data, path, "darks")
+        elif isinstance(data.darks, np.ndarray):
+            data.darks = _check_field(data.darks, data, path, "darks")
     except BaseException:
         data.close()
         raise
@@ -250,6 +263,9 @@ def read_tomo(path, angles=None, flats=None, darks=None, format: str | None = No
 
 
 def _check_field(field, data: TomoData, path, name: str):
+    from ._common import check_dtype
+
+    check_dtype(getattr(field, "dtype", np.asarray(field).dtype), path, name)
     arr = np.asarray(field, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]

@@ -20,6 +20,7 @@ __all__ = [
     "read_angle_file",
     "check_angles",
     "check_finite_sample",
+    "check_dtype",
     "atomic_paths",
     "check_output_path",
     "to_jsonable",
@@ -142,16 +143,25 @@ def read_angle_file(path) -> np.ndarray:
     """Read angles (degrees) from a text side-car: ``.rawtlt``/``.tlt`` (one per line) or any
     whitespace/comma separated list; ``#`` starts a comment.
 
+    The one angle-file parser of the package (``run_inputs.read_angles_file`` calls it).
+
     Raises
     ------
+    FileNotFoundError
+        The file does not exist.
     TomoFormatError
-        When the file is empty or holds something other than numbers.
+        When the file cannot be read, holds no angles, or holds something other than numbers
+        (``problem`` names the line).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"angle file {path} does not exist")
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise TomoFormatError(path, f"cannot be read: {exc.strerror or exc}") from None
     values: list[float] = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
@@ -160,10 +170,10 @@ def read_angle_file(path) -> np.ndarray:
                 values.append(float(tok))
             except ValueError:
                 raise TomoFormatError(
-                    path, f"line {lineno}: {tok!r} is not an angle in degrees"
+                    path, f"line {lineno}: {tok!r} is not a number (an angle in degrees)"
                 ) from None
     if not values:
-        raise TomoFormatError(path, "the angle file is empty")
+        raise TomoFormatError(path, "holds no angles (it is empty, or only comments)")
     return np.asarray(values, dtype=np.float64)
 
 
@@ -172,14 +182,22 @@ def check_angles(angles, n_projections: int, path, units: str | None = None) -> 
 
     Warns when angles without declared units look like radians.
     """
-    a = np.asarray(angles, dtype=np.float64).ravel()
+    try:
+        a = np.asarray(angles, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise TomoFormatError(path, f"the angles are not numbers (degrees): {exc}") from None
     if a.size != n_projections:
+        hint = (f" (if the file should hold {a.size} projections, it is truncated)"
+                if a.size > n_projections else "")
         raise TomoFormatError(
             path,
-            f"{a.size} angles for {n_projections} projections; give one angle per projection",
+            f"{a.size} angles for {n_projections} projections; give one angle per projection{hint}",
         )
     if not np.all(np.isfinite(a)):
         raise TomoFormatError(path, "the angles contain NaN or infinite values")
+    if a.size > 1 and np.ptp(a) == 0:
+        raise TomoFormatError(path, f"all {a.size} angles are equal ({a[0]:g}); give the angle of each "
+                              "projection (degrees)")
     u = (units or "").strip().lower()
     if u in ("rad", "radian", "radians"):
         return np.rad2deg(a)
@@ -193,6 +211,25 @@ def check_angles(angles, n_projections: int, path, units: str | None = None) -> 
             stacklevel=3,
         )
     return a
+
+
+def check_dtype(dtype, path, what: str = "the projections") -> np.dtype:
+    """Refuse what cannot be projections: complex values (the imaginary part would be dropped),
+    booleans (a mask) and non-numeric data. The same rule for every format."""
+    dt = np.dtype(dtype)
+    if dt.kind == "c":
+        raise TomoFormatError(
+            path, f"{what} are complex ({dt}); the imaginary part would be lost. Projections are real: "
+            "convert them first (numpy.abs for a magnitude, .real for the real part)"
+        )
+    if dt.kind == "b":
+        raise TomoFormatError(
+            path, f"{what} are boolean (a mask?), not projections; if 0/1 values are really meant, convert "
+            "them to numbers first (e.g. numpy.float32)"
+        )
+    if dt.kind not in "iuf":
+        raise TomoFormatError(path, f"{what} are not numeric (dtype {dt})")
+    return dt
 
 
 def check_finite_sample(arr, path, what: str = "projections", max_frames: int = 3) -> None:

@@ -24,11 +24,14 @@ class TomoData:
         Projection angles in degrees, float64, one per projection.
     flats, darks : array-like or None
         Flat (open beam) and dark fields ``(n, n_rows, n_det)`` (raw counts), or None when the
-        file has none (then the projections are taken as already normalised, or as line
-        integrals when ``metadata["kind"]`` says so).
+        file has none (what the projections hold is then decided by
+        :func:`napari_ganrec.io.resolve_kind`).
     metadata : dict
-        Everything else: ``source`` (path), ``format``, ``kind`` (``"raw"``, ``"transmission"``,
-        ``"line_integrals"`` or ``"reconstruction"``), units, pixel size when known, ...
+        Everything else: ``source`` (path), ``format``; ``kind`` (``"raw"``, ``"transmission"``,
+        ``"line_integrals"`` or ``"reconstruction"``) only where the file says it, with
+        ``format_kind`` / ``format_kind_reason`` for what the format's convention says (NXtomo:
+        raw; MRC tilt series: intensities used as they are), which ranks below flats/darks;
+        units, ``pixel_size`` when known, ...
     """
 
     projections: Any

@@ -24,6 +24,7 @@ from ._common import (
     LazyStack,
     TomoFormatError,
     check_angles,
+    check_dtype,
     check_finite_sample,
     existing_file,
     resolve_angles,
@@ -67,7 +68,21 @@ def _scalar_str(ds) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
+def _dataset(obj, path, what: str):
+    """``obj`` if it is an HDF5 dataset, else a clear error (a group where data was expected)."""
+    import h5py
+
+    if not isinstance(obj, h5py.Dataset):
+        kind = "a group" if isinstance(obj, h5py.Group) else type(obj).__name__
+        inside = f" holding {', '.join(list(obj.keys())[:8]) or 'nothing'}" if isinstance(obj, h5py.Group) else ""
+        raise TomoFormatError(path, f"{what} is {kind}{inside}, not a dataset of images; point at the dataset "
+                              "itself or rewrite the file in the DXchange layout")
+    return obj
+
+
 def _frames(ds, path, what: str):
+    ds = _dataset(ds, path, what)
+    check_dtype(ds.dtype, path, what)
     if ds.ndim == 2:  # a single sinogram: one detector row
         return LazyStack(_RowView(ds)), True
     if ds.ndim != 3:
@@ -87,6 +102,15 @@ class _RowView:
         a, rows, cols = key
         block = np.asarray(self._ds[a, cols])[:, None, :]
         return block[:, rows, :]
+
+
+def _field_frames(ds, proj, single: bool, path, what: str):
+    """Flats or darks: a stack of frames, or one (averaged) 2-D frame of the projections' shape."""
+    ds = _dataset(ds, path, what)
+    if ds.ndim == 2 and not single and tuple(ds.shape) == tuple(proj.shape[1:]):
+        check_dtype(ds.dtype, path, what)
+        return np.asarray(ds[()])[None]
+    return _frames(ds, path, what)[0]
 
 
 def _check_frames(proj, field, path, name):
@@ -146,15 +170,15 @@ def read_dxchange(path, angles=None, *, _file=None) -> TomoData:
         _check_detector(proj, path)
         flats = darks = None
         if "exchange/data_white" in f:
-            flats, _ = _frames(f["exchange/data_white"], path, "/exchange/data_white")
+            flats = _field_frames(f["exchange/data_white"], proj, single, path, "/exchange/data_white")
             _check_frames(proj, flats, path, "flats (/exchange/data_white)")
         if "exchange/data_dark" in f:
-            darks, _ = _frames(f["exchange/data_dark"], path, "/exchange/data_dark")
+            darks = _field_frames(f["exchange/data_dark"], proj, single, path, "/exchange/data_dark")
             _check_frames(proj, darks, path, "darks (/exchange/data_dark)")
         if angles is not None:
             theta = resolve_angles(angles, path, proj.shape[0])
         elif "exchange/theta" in f:
-            ds = f["exchange/theta"]
+            ds = _dataset(f["exchange/theta"], path, "/exchange/theta")
             theta = check_angles(ds[()], proj.shape[0], path, units=_attr_str(ds, "units"))
         else:
             raise TomoFormatError(path, "no /exchange/theta; pass the angles (degrees)")
@@ -234,10 +258,22 @@ def read_nxtomo(path, angles=None, *, _file=None) -> TomoData:
         ds, dname = _first(entry, ("instrument/detector/data", "data/data"))
         if ds is None:
             raise TomoFormatError(path, f"NXtomo entry {entry.name} has no detector data")
-        keys_ds, _ = _first(entry, ("instrument/detector/image_key_control",
-                                    "data/image_key_control",
-                                    "instrument/detector/image_key", "data/image_key"))
-        keys = np.asarray(keys_ds[()]).astype(np.int64).ravel()
+        ds = _dataset(ds, path, f"{entry.name}/{dname}")
+        check_dtype(ds.dtype, path, ds.name)
+        keys_ds, kname = _first(entry, ("instrument/detector/image_key_control",
+                                        "data/image_key_control",
+                                        "instrument/detector/image_key", "data/image_key"))
+        if keys_ds is None:
+            raise TomoFormatError(
+                path, f"NXtomo entry {entry.name} has no image_key (instrument/detector/image_key), so its "
+                "frames cannot be told apart as projections (0), flats (1) and darks (2); add it, or export "
+                "the projections with their flats and darks in another layout (e.g. DXchange)"
+            )
+        keys_ds = _dataset(keys_ds, path, f"{entry.name}/{kname}")
+        try:
+            keys = np.asarray(keys_ds[()]).astype(np.int64).ravel()
+        except (TypeError, ValueError) as exc:
+            raise TomoFormatError(path, f"{keys_ds.name} is not a list of integers: {exc}") from None
         if ds.ndim != 3:
             raise TomoFormatError(path, f"{ds.name} must be 3-D (frames, rows, columns)")
         if keys.size != ds.shape[0]:
@@ -258,6 +294,7 @@ def read_nxtomo(path, angles=None, *, _file=None) -> TomoData:
             if rot is None:
                 raise TomoFormatError(path, f"NXtomo entry {entry.name} has no rotation_angle; "
                                       "pass the angles (degrees)")
+            rot = _dataset(rot, path, f"{entry.name}/sample/rotation_angle")
             all_angles = np.asarray(rot[()], dtype=np.float64).ravel()
             if all_angles.size != keys.size:
                 raise TomoFormatError(
@@ -266,8 +303,8 @@ def read_nxtomo(path, angles=None, *, _file=None) -> TomoData:
             units = _attr_str(rot, "units") or _attr_str(rot, "unit")
             theta = check_angles(all_angles[idx_p], idx_p.size, path, units=units)
         check_finite_sample(proj, path)
-        meta = {"source": str(path), "format": "nxtomo", "kind": "raw", "kind_from": "format",
-                "kind_reason": "NXtomo image_key marks these frames as projections, flats and darks "
+        meta = {"source": str(path), "format": "nxtomo", "format_kind": "raw",
+                "format_kind_reason": "NXtomo image_key marks these frames as projections, flats and darks "
                 "(raw detector counts)", "entry": entry.name,
                 "dataset": ds.name, "n_flats": int(idx_f.size), "n_darks": int(idx_d.size)}
         data = TomoData(proj, theta, flats, darks, meta)

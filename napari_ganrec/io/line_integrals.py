@@ -10,12 +10,13 @@ What the data hold (:func:`resolve_kind`), in this order:
    ``.npz`` metadata, a layer's metadata), e.g. ``"line_integrals"`` written by the pre-processing
    widget. A reconstruction or labels volume is refused.
 3. The file has flats or darks: raw counts.
-4. The format's convention (``metadata["kind"]`` set by the reader with ``kind_from="format"``):
+4. The format's convention (``metadata["format_kind"]``, ``metadata["format_kind_reason"]``):
    NXtomo ``image_key`` frames are raw counts; an MRC tilt series holds electron-microscope
    intensities used as they are (IMOD convention: no flats, no ``-log``).
 5. Otherwise a guess from the values, flagged ``assumed=True`` (callers warn and name ``--data``):
 
    - values clearly below zero: line integrals (intensities cannot be negative);
+   - integers above 1.05: raw counts (detectors count in integers; line integrals are floats);
    - else the detector edges (air, outside the sample) decide: bright edges (median of the outer
      columns >= half the maximum) are intensities: transmission when the maximum is <= 1.05,
      raw counts otherwise (then flats are needed: an error, never a silent ``-log`` of counts);
@@ -47,9 +48,11 @@ __all__ = [
 
 KINDS = ("raw", "transmission", "line_integrals")
 DATA_CHOICES = ("auto",) + KINDS
-#: fraction of the pixels of a read that may be below the dark (or flats not above the dark)
-#: before it is an error rather than noise floored with a warning
+#: fraction of the flat pixels of a read that may be not above the dark (dead pixels), and of the
+#: projection pixels that may be at or below it (noise in opaque regions), before it is an error
+#: rather than pixels floored with a warning; also the fraction of "transmission" values <= 0
 BAD_PIXEL_FRACTION = 0.01
+BELOW_DARK_FRACTION = 0.05
 MIN_TRANSMISSION = 1e-6
 
 
@@ -133,11 +136,19 @@ def _guess(data: TomoData, rows: slice) -> DataKind:
     if finite.size == 0:
         raise NotLineIntegralsError(f"{_source(data)}: the projections hold no finite values")
     lo, hi = float(finite.min()), float(finite.max())
+    if lo == hi:
+        raise NotLineIntegralsError(
+            f"{_source(data)}: the projections sampled are all {lo:g}: nothing to reconstruct (a blank or "
+            "unwritten file?); if that is really so, say what they are with --data"
+        )
     dtype = np.dtype(getattr(data.projections, "dtype", sample.dtype))
     scale = max(abs(lo), abs(hi), 1e-12)
     if lo < -0.05 * scale:
         return DataKind("line_integrals", f"assumed: values go down to {lo:.3g}, which neither counts "
                         "nor transmission can", True)
+    if dtype.kind in "iu" and hi > 1.05:
+        return DataKind("raw", f"assumed: no flats or darks, integer values ({dtype}) up to {hi:.6g}, as raw "
+                        "detector counts", True)
     k = max(1, data.n_det // 20)
     edges = np.concatenate([sample[..., :k].ravel(), sample[..., -k:].ravel()])
     edges = edges[np.isfinite(edges)]
@@ -181,25 +192,24 @@ def resolve_kind(data: TomoData, choice: str = "auto", rows: slice | None = None
         return DataKind(c, f"given: --data {c.replace('_', '-')}", False)
     meta = data.metadata or {}
     declared = meta.get("kind")
-    declared_from = meta.get("kind_from", "metadata")
     if declared in ("reconstruction", "labels"):
         raise NotLineIntegralsError(
             f"{_source(data)}: the file holds a {declared} volume (metadata kind={declared!r}), not "
             "projections; open it as a volume (read_volume), or pass --data if it really is a "
             "projection stack"
         )
-    if declared in KINDS and declared_from != "format":
-        return DataKind(declared, meta.get("kind_reason") or f"the file's metadata says kind={declared!r}",
-                        False)
+    if declared in KINDS:
+        return DataKind(declared, f"the file's metadata says kind={declared!r}", False)
     if data.flats is not None and data.darks is not None:
         return DataKind("raw", "the file has flats and darks", False)
     if data.flats is not None:
         return DataKind("raw", "the file has flats (no darks: dark taken as 0)", False)
     if data.darks is not None:
         return DataKind("raw", "the file has darks (but no flats)", False)
-    if declared in KINDS:
-        return DataKind(declared, meta.get("kind_reason") or f"the {meta.get('format', 'file')} format "
-                        f"holds {declared.replace('_', ' ')}", False)
+    conventional = meta.get("format_kind")
+    if conventional in KINDS:
+        return DataKind(conventional, meta.get("format_kind_reason") or f"the {meta.get('format', 'file')} "
+                        f"format holds {conventional.replace('_', ' ')}", False)
     return _guess(data, _row_slice(rows, data.n_rows))
 
 
@@ -228,43 +238,24 @@ def _from_raw(data: TomoData, proj: np.ndarray, rows: slice, kind: DataKind) -> 
         has = "darks but no flats" if data.darks is not None else "no flats"
         raise NotLineIntegralsError(
             f"{src}: raw counts need flats (open-beam images) to become transmission, and the file has "
-            f"{has}; pass flats= to read_tomo (a file or an array), or if the values are already "
-            f"normalised say --data transmission, or --data line-integrals when they are after -log "
+            f"{has}; give flats (CLI --flats FILE, API read_tomo(..., flats=file or array)), or if the "
+            f"values are already normalised say --data transmission, or --data line-integrals when they are after -log "
             f"({_what_to_do(kind)})"
         )
+    from ..preprocess import check_flats_darks
+
     flat = _mean_frame(data.flats, rows)
     dark = _mean_frame(data.darks, rows) if data.darks is not None else np.zeros_like(flat)
     _check_finite(flat, "flats", data, rows)
     _check_finite(dark, "darks", data, rows)
-    if not np.any(flat):
+    try:
+        below, not_above = check_flats_darks(proj, flat, dark, max_bad_fraction=BAD_PIXEL_FRACTION,
+                                             max_below_fraction=BELOW_DARK_FRACTION)
+    except ValueError as exc:
         raise NotLineIntegralsError(
-            f"{src}: the flats are all zero in rows {rows.start}:{rows.stop} (no beam when they were "
-            "taken?); give the open-beam images as flats"
-        )
-    span = flat - dark
-    n = span.size
-    not_above = int(np.count_nonzero(span <= 0))
-    if float(np.median(span)) <= 0:
-        raise NotLineIntegralsError(
-            f"{src}: the darks are brighter than the flats in rows {rows.start}:{rows.stop} (median "
-            f"flat {float(np.median(flat)):.6g}, median dark {float(np.median(dark)):.6g}); are flats "
-            "and darks swapped?"
-        )
-    if not_above > BAD_PIXEL_FRACTION * n:
-        raise NotLineIntegralsError(
-            f"{src}: in {not_above} of {n} pixels of rows {rows.start}:{rows.stop} the flat is not "
-            "brighter than the dark; the flats or darks come from another exposure or detector region"
-        )
-    num = proj - dark
-    below = int(np.count_nonzero(num <= 0))
-    if below > BAD_PIXEL_FRACTION * num.size:
-        raise NotLineIntegralsError(
-            f"{src}: {below} of {num.size} raw counts of rows {rows.start}:{rows.stop} are at or below "
-            f"the dark (median projection {float(np.median(proj)):.6g}, median dark "
-            f"{float(np.median(dark)):.6g}); the darks do not belong to these projections (other "
-            "exposure or gain?), or the data are not raw counts: say --data transmission or "
-            "--data line-integrals"
-        )
+            f"{src}: rows {rows.start}:{rows.stop}: {exc}; if the data are not raw counts, say "
+            "--data transmission or --data line-integrals"
+        ) from None
     if below or not_above:
         warnings.warn(
             f"{src}: {below} projection pixel(s) at or below the dark and {not_above} flat pixel(s) not "
@@ -272,6 +263,8 @@ def _from_raw(data: TomoData, proj: np.ndarray, rows: slice, kind: DataKind) -> 
             f"{MIN_TRANSMISSION:g} (line integral {-np.log(MIN_TRANSMISSION):.3g})",
             UserWarning, stacklevel=3,
         )
+    num = proj - dark
+    span = flat - dark
     t = num / np.maximum(span, MIN_TRANSMISSION)
     return _minus_log(t)
 
@@ -369,7 +362,7 @@ def tomodata_from_layer(data, metadata: Mapping, angles=None) -> TomoData:
         sinogram ``(n_angles, n_det)``.
     metadata : Mapping
         ``layer.metadata``: ``angles_deg`` (or ``angles``), ``flats``, ``darks``, ``kind`` (with
-        ``kind_reason`` / ``kind_from``), ``source``, ... as our reader and the pre-processing
+        ``format_kind``), ``source``, ... as our reader and the pre-processing
         widget write them. A pre-processed layer (``kind="line_integrals"``) is not corrected again.
     angles : array-like, optional
         Angles (degrees) overriding the metadata's.

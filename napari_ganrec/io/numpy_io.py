@@ -19,6 +19,7 @@ import numpy as np
 
 from ._common import (
     TomoFormatError,
+    check_dtype,
     check_finite_sample,
     existing_file,
     read_json_sidecar,
@@ -41,8 +42,7 @@ def _as_stack(arr, path):
         raise TomoFormatError(path, f"the array is empty (shape {arr.shape})")
     if arr.shape[2] < 2:
         raise TomoFormatError(path, f"the detector is {arr.shape[2]} pixel(s) wide")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TomoFormatError(path, f"the array is not numeric (dtype {arr.dtype})")
+    check_dtype(arr.dtype, path, "the array values")
     return arr
 
 

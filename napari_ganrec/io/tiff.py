@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from ._common import (
     LazyStack,
     TomoFormatError,
+    check_dtype,
     check_finite_sample,
     existing_file,
     read_json_sidecar,
@@ -68,6 +70,20 @@ def _embedded_metadata(tif) -> dict:
     return {}
 
 
+def _declared_shape(meta: dict, tif) -> tuple[int, ...] | None:
+    """The stack shape the file's own description declares (tifffile "shaped" or ImageJ), or None."""
+    shape = meta.get("shape")
+    if isinstance(shape, (list, tuple)) and all(isinstance(v, int) for v in shape):
+        return tuple(int(v) for v in shape)
+    try:
+        ij = tif.imagej_metadata
+    except Exception:  # noqa: BLE001
+        ij = None
+    if ij and int(ij.get("images", 0)) > 1 and len(tif.pages):
+        return (int(ij["images"]),) + tuple(tif.pages[0].shape)
+    return None
+
+
 def _page_reader(tif, path):
     lock = threading.Lock()
 
@@ -93,14 +109,29 @@ def _tiff_stack(path):
             raise TomoFormatError(path, "the TIFF holds no pages")
         first = pages[0]
         shape = tuple(first.shape)
+        check_dtype(first.dtype, path)
+        if int(getattr(first, "samplesperpixel", 1)) > 1:
+            raise TomoFormatError(path, f"the pages are colour images ({first.samplesperpixel} samples per pixel, "
+                                  f"shape {shape}), not grey projections; convert them to one channel first")
+        meta = _embedded_metadata(tif)
+        declared = _declared_shape(meta, tif)
+        if declared is not None and len(declared) == 3:
+            if n == 1 and len(shape) == 2 and int(np.prod(declared)) == int(np.prod(shape)) and declared[0] > 1:
+                # tifffile stores (n, rows, 1) as one page of n x rows samples: a 1-pixel detector
+                if declared[2] < 2:
+                    raise TomoFormatError(path, f"the stack is {tuple(declared)} (angles, rows, detector): the "
+                                          f"detector is {declared[2]} pixel(s) wide; at least 2 are needed (are "
+                                          "the axes (angles, rows, columns)?)")
+            elif tuple(declared[1:]) == shape and n < declared[0]:
+                raise TomoFormatError(path, f"the file is truncated: its description says {declared[0]} pages "
+                                      f"of {shape}, but only {n} can be read")
         if n == 1 and len(shape) == 3:  # one page holding a 3-D array
             stack = np.asarray(first.asarray())
-            return LazyStack(stack), _embedded_metadata(tif), tif
+            return LazyStack(stack), meta, tif
         if len(shape) != 2:
             raise TomoFormatError(path, f"pages must be 2-D grey images, got shape {shape}")
-        # the page count may be lower than the shape in the description when truncated
         stack = LazyStack(_page_reader(tif, path), shape=(n,) + shape, dtype=first.dtype)
-        return stack, _embedded_metadata(tif), tif
+        return stack, meta, tif
     except BaseException:
         tif.close()
         raise
@@ -118,13 +149,45 @@ def read_tiff(path, angles=None, flats=None, darks=None) -> TomoData:
         theta = resolve_angles(angles, path, stack.shape[0], found=found,
                                found_units="degrees" if found is not None else None)
         check_finite_sample(stack, path)
-        md = {**side, **meta, "source": str(path), "format": "tiff"}
+        md = {**side, **{k: v for k, v in meta.items() if k != "shape"}, "source": str(path), "format": "tiff"}
         out = TomoData(stack, theta, flats, darks, md)
         out._closers.append(tif.close)
         return out
     except BaseException:
         tif.close()
         raise
+
+
+def _scan_folder(files: list[Path]) -> tuple[tuple[int, ...], np.dtype]:
+    """The common frame shape and dtype of a folder of TIFF files (headers only).
+
+    Files of mixed dtypes are read in the type that holds all of them (e.g. uint8 and uint16 as
+    uint16), with a warning; never cast to the first file's type.
+    """
+    infos = []
+    for f in files:
+        tif = _open_tiff(f)
+        try:
+            if not len(tif.pages):
+                raise TomoFormatError(f, "the TIFF holds no pages")
+            page = tif.pages[0]
+            infos.append((tuple(page.shape), np.dtype(page.dtype)))
+        finally:
+            tif.close()
+    shape, _ = infos[0]
+    for f, (sh, dt) in zip(files, infos):
+        check_dtype(dt, f)
+        if sh != shape:
+            raise TomoFormatError(f, f"image of shape {sh}, but {files[0].name} is {shape}; all the files of "
+                                  "a folder must be frames of one detector")
+    dtypes = sorted({dt for _, dt in infos}, key=str)
+    dtype = np.result_type(*dtypes)
+    if len(dtypes) > 1:
+        counts = {str(dt): sum(1 for _, d in infos if d == dt) for dt in dtypes}
+        mixed = ", ".join(f"{n} {t}" for t, n in counts.items())
+        warnings.warn(f"{files[0].parent}: the files have mixed types ({mixed}); all are read as {dtype}, "
+                      "which holds each exactly", UserWarning, stacklevel=3)
+    return shape, dtype
 
 
 def read_tiff_folder(path, angles=None, flats=None, darks=None) -> TomoData:
@@ -136,12 +199,7 @@ def read_tiff_folder(path, angles=None, flats=None, darks=None) -> TomoData:
                     and not p.name.startswith(".")), key=_natural_key)
     if not files:
         raise TomoFormatError(folder, "the folder holds no .tif/.tiff files")
-    first = _open_tiff(files[0])
-    try:
-        shape = tuple(first.pages[0].shape)
-        dtype = first.pages[0].dtype
-    finally:
-        first.close()
+    shape, dtype = _scan_folder(files)
     if len(shape) != 2:
         raise TomoFormatError(files[0], f"each file must hold one 2-D image, got shape {shape}")
     if shape[1] < 2:
@@ -157,7 +215,7 @@ def read_tiff_folder(path, angles=None, flats=None, darks=None) -> TomoData:
             raise TomoFormatError(f, f"cannot be read (truncated or corrupt?): {exc}") from None
         if img.shape != shape:
             raise TomoFormatError(f, f"image of shape {img.shape}, but {files[0].name} is {shape}")
-        return img
+        return img.astype(dtype, copy=False)
 
     stack = LazyStack(frame, shape=(len(files),) + shape, dtype=dtype)
     theta = resolve_angles(angles, folder, len(files))

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .acceleration import Acceleration, CompiledOrEager, Losses, resolve_acceleration
+from .acceleration import Acceleration, CompiledOrEager, Losses, keep_cpu_heap, resolve_acceleration
 from .classical import _div, _grad
 from .networks import Discriminator, Generator
 from .projector import Projector
@@ -349,6 +349,8 @@ class GANrecSolver:
         self.acc = resolve_acceleration(
             acceleration, self.device,
             residual_generator=config.init != "none" or config.prior_iterations > 0)
+        if self.acc.cpu_heap:
+            keep_cpu_heap()
         if sinograms.ndim != 3 or tuple(sinograms.shape[1:]) != projector.geometry.sino_shape:
             raise ValueError(
                 f"sinograms must be (B, {projector.n_angles}, {projector.n_det}), got {tuple(sinograms.shape)}"

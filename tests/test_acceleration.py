@@ -38,10 +38,22 @@ def _run(sino, angles, acceleration, preset="default", iterations=40, **override
     return solver, losses
 
 
-def test_auto_keeps_the_cpu_path_plain():
+def test_auto_on_the_cpu_is_float32_with_fused_adam_and_channels_last():
     r = resolve_acceleration(None, torch.device("cpu"))
-    assert r.amp_dtype is None and not r.channels_last and not r.compile and r.check_every == 1
-    assert not r.fused_adam
+    assert r.amp_dtype is None and not r.compile and r.check_every == 1
+    assert r.channels_last and r.fused_adam
+    off = resolve_acceleration(Acceleration.off(), torch.device("cpu"))
+    assert not (off.channels_last or off.fused_adam or off.cpu_heap)
+
+
+def test_fused_adam_and_channels_last_on_the_cpu_give_the_same_image(wedge_data):
+    sino, angles, _ = wedge_data
+    plain, _ = _run(sino, angles, OFF, preset="paper", iterations=3)
+    auto, _ = _run(sino, angles, Acceleration(), preset="paper", iterations=3)
+    assert auto.opt_g.defaults["fused"] and not plain.opt_g.defaults.get("fused")
+    assert auto.G.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = plain.image().numpy(), auto.image().numpy()
+    assert np.abs(a - b).max() < 1e-3 * np.abs(a).max()  # the same computation up to rounding
 
 
 def test_bad_options_are_clear_errors(wedge_data):
@@ -249,7 +261,7 @@ def test_failing_compiled_backward_falls_back_and_redoes_the_iteration(wedge_dat
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: _Boom.apply(fn(*a))))
     sino, angles, _ = wedge_data
-    plain, _ = _run(sino, angles, OFF, preset="paper", iterations=3, dropout=0.0)
+    plain, _ = _run(sino, angles, Acceleration(), preset="paper", iterations=3, dropout=0.0)  # eager
     with pytest.warns(RuntimeWarning, match="backward compilation failed"):
         solver, losses = _run(sino, angles, Acceleration(compile="on"), preset="paper", iterations=3,
                               dropout=0.0)

@@ -134,7 +134,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     default, on a local Dask cluster with ``--workers N``, or on ``--scheduler ADDRESS``.
     """
     from .io import read_tomo
+    from .threads import configure_threads
 
+    configure_threads()  # the CPU cores that are free now (napari_ganrec.threads)
     with read_tomo(args.input, angles=_angles_argument(args)) as data:
         angles = np.asarray(data.angles, dtype=np.float64)
         rows = parse_slices(args.slices, data.n_rows)

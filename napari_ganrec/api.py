@@ -19,6 +19,7 @@ from .classical import FILTERS, fbp, sirt_iter, tv_iter
 from .ganrec import GANrecConfig, GANrecSolver, SolverState, make_config
 from .geometry import Geometry, circle_mask, validate_angles, validate_sinogram
 from .projector import Projector, resolve_device
+from .threads import configure_threads
 
 __all__ = ["METHODS", "Step", "reconstruct", "iter_reconstruct"]
 
@@ -168,6 +169,7 @@ def iter_reconstruct(
 
 def _run(sino, geo, dev, method, iterations, seed, preview_every, config, warm_start, tv_weight,
          filter_name, squeeze, with_residual, projector, acceleration) -> Iterator[Step]:
+    configure_threads()  # the CPU cores that are free now (napari_ganrec.threads)
     start = time.perf_counter()
     if projector is None or projector.geometry != geo or projector.device != dev:
         projector = Projector(geo, device=dev)

@@ -32,9 +32,11 @@ EPYC (paper preset, 120 projections; CPU time per iteration, the machine shared)
 768 -> 580 ms at 256 px (the unfused update over the 25 M weights allocates and reads several
 temporaries of each weight matrix), channels-last 580 -> 516 ms at 256 px (oneDNN's NHWC
 convolutions), the heap setting about 60 ms at 256 px (without it, every iteration page-faults
-in about 100 MB of fresh gradient and activation buffers). None changes what is computed beyond
-rounding. ``torch.compile`` of the generator gained nothing on the CPU (128 px: 129.5 vs 129.6 ms
-per forward and backward pass, after 170 s of compilation).
+in about 100 MB of fresh gradient and activation buffers), and the fully connected layers' own
+weight gradient (:class:`~napari_ganrec.networks.Linear`) 457 -> 422 ms at 256 px and 141 -> 120
+ms at 128 px. None changes what is computed beyond rounding. ``torch.compile`` stays opt-in on the
+CPU too: for one 128 px slice it gained nothing (the generator's forward and backward pass 129.5
+vs 129.6 ms, after 170 s of compilation).
 
 Why the ``amp`` rule: bfloat16 numerics (measured with forced bf16 on a CPU, 128 px porous
 phantom, 0-120 degrees) leave the default preset's SSIM unchanged (0.9796 vs 0.9796 after 2000

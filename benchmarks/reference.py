@@ -99,13 +99,13 @@ def _intervals(stamps) -> list[tuple[float, float]]:
     return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(stamps, stamps[1:])]
 
 
-def run_ours(sino, angles, iterations: int, seed: int):
+def run_ours(sino, angles, iterations: int, seed: int, device: str = "cpu"):
     """This project's paper GAN through the public API: ``(seconds between iterations, image)``."""
     import napari_ganrec as ng
 
     stamps = [_now()]
     image = None
-    for step in ng.iter_reconstruct(sino, angles, iterations=iterations, device="cpu", seed=seed,
+    for step in ng.iter_reconstruct(sino, angles, iterations=iterations, device=device, seed=seed,
                                     preview_every=iterations, **OURS):
         stamps.append(_now())
         if step.image is not None:
@@ -174,7 +174,7 @@ def align_to_data(image, sino, angles):
     return best[1].astype(np.float32)
 
 
-def worker(impl: str, size: int, threads: int | str, iterations: int, seed: int) -> dict:
+def worker(impl: str, size: int, threads: int | str, iterations: int, seed: int, device: str = "cpu") -> dict:
     """One run in this process (a fresh subprocess of :func:`main`)."""
     if threads != "auto":
         _set_threads(int(threads))
@@ -192,23 +192,24 @@ def worker(impl: str, size: int, threads: int | str, iterations: int, seed: int)
     sino, angles, truth = make_case(size)
     load0 = os.getloadavg()[0]
     if impl == "ours":
-        times, image = run_ours(sino, angles, iterations, seed)
+        times, image = run_ours(sino, angles, iterations, seed, device)
     else:
         times, image = run_authors(sino, angles, iterations, seed, int(torch.get_num_threads()))
         image = align_to_data(image, sino, angles)
     rest = times[1:] or times
     return {
         "impl": impl, "size": size, "threads": threads, "torch_threads": torch.get_num_threads(),
-        "iterations": iterations, "seed": seed, "first_step_s": times[0][0],
+        "iterations": iterations, "seed": seed, "device": device if impl == "ours" else "cpu",
+        "first_step_s": times[0][0],
         "ms_per_iteration": 1000 * float(np.median([w for w, _ in rest])),
         "cpu_ms_per_iteration": 1000 * float(np.median([c for _, c in rest])), "ssim": ssim(truth, image),
         "finite": bool(np.isfinite(image).all()), "load": [load0, os.getloadavg()[0]],
     }
 
 
-def _spawn(impl, size, threads, iterations, seed) -> dict:
+def _spawn(impl, size, threads, iterations, seed, device="cpu") -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker",
-           f"{impl},{size},{threads},{iterations},{seed}"]
+           f"{impl},{size},{threads},{iterations},{seed},{device}"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
@@ -301,12 +302,13 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs of each implementation (seeds 0, 1, ...)")
     p.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
     p.add_argument("--busy", type=int, default=0, help="spinning processes beside the runs")
+    p.add_argument("--device", default="cpu", help="device of this project's runs (the authors' run on the CPU)")
     p.add_argument("--json", help="also write the runs as JSON here")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:
-        impl, size, threads, iterations, seed = args._worker.split(",")
-        print(json.dumps(worker(impl, int(size), threads, int(iterations), int(seed))))
+        impl, size, threads, iterations, seed, *device = args._worker.split(",")
+        print(json.dumps(worker(impl, int(size), threads, int(iterations), int(seed), *device)))
         return 0
     for t in args.threads:
         if t != "auto" and (not t.isdigit() or int(t) < 1):
@@ -322,7 +324,7 @@ def main(argv=None) -> int:
             for threads in args.threads:
                 for rep in range(args.repeats):
                     for impl in (impls if rep % 2 == 0 else impls[::-1]):  # alternate who goes first
-                        row = _spawn(impl, size, threads, args.iterations, rep)
+                        row = _spawn(impl, size, threads, args.iterations, rep, args.device)
                         row["uptime"] = _uptime()
                         rows.append(row)
                         _print_row(row)

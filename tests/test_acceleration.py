@@ -270,3 +270,17 @@ def test_failing_compiled_backward_falls_back_and_redoes_the_iteration(wedge_dat
     g1 = dict(plain.G.named_parameters())
     for name, p in solver.G.named_parameters():  # same generator as an eager run
         assert torch.allclose(p, g1[name], atol=1e-6), name
+
+
+def test_the_cpu_heap_setting_is_resolved_per_device_and_applies_on_glibc():
+    import platform
+
+    from napari_ganrec.acceleration import keep_cpu_heap
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert resolve_acceleration(None, torch.device("cpu")).cpu_heap == glibc
+    assert not resolve_acceleration(Acceleration(cpu_heap="off"), torch.device("cpu")).cpu_heap
+    assert not resolve_acceleration(Acceleration(cpu_heap="on"), torch.device("meta")).cpu_heap
+    assert keep_cpu_heap() == glibc
+    with pytest.raises(ValueError, match="cpu_heap"):
+        Acceleration(cpu_heap="always")

@@ -36,6 +36,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -178,6 +179,7 @@ def worker(impl: str, size: int, threads: int | str, iterations: int, seed: int,
     """One run in this process (a fresh subprocess of :func:`main`)."""
     if threads != "auto":
         _set_threads(int(threads))
+    importlib.import_module("napari_ganrec")  # before torch, as in a user's program (OpenMP settings)
     import numpy as np
     import torch
 

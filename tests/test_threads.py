@@ -91,3 +91,19 @@ def test_configure_threads_leaves_a_users_choice_alone(keep_torch_threads, monke
     assert configure_threads(affinity=3, quota=None, load=1.0) == 2  # its own choice is renewed
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert configure_threads(affinity=3, quota=None, load=None) == 2  # the environment's choice stays
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_the_package_makes_openmp_threads_sleep_unless_told_otherwise(preset, expected):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", "import os, napari_ganrec; print(os.environ['OMP_WAIT_POLICY'])"],
+                         capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert out == [expected]

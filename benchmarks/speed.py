@@ -6,10 +6,11 @@ reweighted TV; ``ganrec``: the paper's GAN from scratch; ``ganrec+x0``: GANrec f
 on an initial image, as the second stage of ``rwtv+ganrec``) and the executions: ``fp32``
 (float32, eager, losses read every iteration) and
 ``auto`` (on CUDA: bfloat16 generator, channels-last, fused Adam, losses read every 25
-iterations; on the CPU ``auto`` is ``fp32``), and on CUDA ``compiled`` (``auto`` plus
-``torch.compile``; its compilation time is the warm-up column). Each configuration runs in its own process so its
-peak memory is its own. Times are over blocks of iterations with one device synchronisation at the
-end of a block (as a run syncs), the median of ``--repeats`` blocks.
+iterations; on the CPU ``auto`` is float32 with fused Adam, channels-last and a kept heap), and
+on CUDA ``compiled`` (``auto`` plus ``torch.compile``; its compilation time is the warm-up
+column). Each configuration runs in its own process so its peak memory is its own. Times are over
+blocks of iterations with one device synchronisation at the end of a block (as a run syncs), the
+median of ``--repeats`` blocks.
 
 ``--accuracy`` also reconstructs a 128 px porous phantom (0-120 degrees) with both executions and
 prints the SSIM of each: mixed precision must keep the quality.

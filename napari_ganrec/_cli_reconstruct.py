@@ -210,6 +210,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     """
     from .geometry import validate_angles
     from .io import line_integrals, read_tomo
+    from .threads import configure_threads
+
+    configure_threads()  # the CPU cores that are free now (napari_ganrec.threads)
 
     plan = _plan(args)
     warm_plan = plan.with_iterations(args.warm_iterations)

@@ -169,8 +169,10 @@ def run(
     keep_state : bool
         Put every stage's final state (CPU) in the last finished record.
     """
+    from .threads import configure_threads
     from .volume.sources import slab_ranges
 
+    configure_threads()  # the CPU cores free now, unless the user chose a count (napari_ganrec.threads)
     t0 = time.perf_counter()
     start, stop = rows
     if projector is None or projector.geometry != geometry or projector.device != device:

@@ -36,6 +36,10 @@ def shared_data_dir():
 def pytest_configure(config):
     import os
 
+    import torch
+
+    torch.set_num_threads(1)  # 2 shared cores: one thread per test process (napari_ganrec.threads leaves it)
+
     # GUI tests want a real X server (CI runs under xvfb-run); fall back to offscreen rendering.
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

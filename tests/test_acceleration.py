@@ -47,10 +47,22 @@ def _run(sino, angles, acceleration, residual=False, iterations=40, **overrides)
     return solver, losses
 
 
-def test_auto_keeps_the_cpu_path_plain():
+def test_auto_on_the_cpu_is_float32_with_fused_adam_and_channels_last():
     r = resolve_acceleration(None, torch.device("cpu"))
-    assert r.amp_dtype is None and not r.channels_last and not r.compile and r.check_every == 1
-    assert not r.fused_adam
+    assert r.amp_dtype is None and not r.compile and r.check_every == 1
+    assert r.channels_last and r.fused_adam
+    off = resolve_acceleration(Acceleration.off(), torch.device("cpu"))
+    assert not (off.channels_last or off.fused_adam or off.cpu_heap)
+
+
+def test_fused_adam_and_channels_last_on_the_cpu_give_the_same_image(wedge_data):
+    sino, angles, _ = wedge_data
+    plain, _ = _run(sino, angles, OFF, preset="paper", iterations=3)
+    auto, _ = _run(sino, angles, Acceleration(), preset="paper", iterations=3)
+    assert auto.opt_g.defaults["fused"] and not plain.opt_g.defaults.get("fused")
+    assert auto.G.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = plain.image().numpy(), auto.image().numpy()
+    assert np.abs(a - b).max() < 1e-3 * np.abs(a).max()  # the same computation up to rounding
 
 
 def test_bad_options_are_clear_errors(wedge_data):
@@ -286,7 +298,7 @@ def test_failing_compiled_backward_falls_back_and_redoes_the_iteration(wedge_dat
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: _Boom.apply(fn(*a))))
     sino, angles, _ = wedge_data
-    plain, _ = _run(sino, angles, OFF, iterations=3, dropout=0.0)
+    plain, _ = _run(sino, angles, Acceleration(), iterations=3, dropout=0.0)  # eager, same CPU defaults
     with pytest.warns(RuntimeWarning, match="backward compilation failed"):
         solver, losses = _run(sino, angles, Acceleration(compile="on"), iterations=3, dropout=0.0)
     assert not solver._run_g.compiled and solver.iteration == 3
@@ -294,3 +306,17 @@ def test_failing_compiled_backward_falls_back_and_redoes_the_iteration(wedge_dat
     g1 = dict(plain.G.named_parameters())
     for name, p in solver.G.named_parameters():  # same generator as an eager run
         assert torch.allclose(p, g1[name], atol=1e-6), name
+
+
+def test_the_cpu_heap_setting_is_resolved_per_device_and_applies_on_glibc():
+    import platform
+
+    from napari_ganrec.acceleration import keep_cpu_heap
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert resolve_acceleration(None, torch.device("cpu")).cpu_heap == glibc
+    assert not resolve_acceleration(Acceleration(cpu_heap="off"), torch.device("cpu")).cpu_heap
+    assert not resolve_acceleration(Acceleration(cpu_heap="on"), torch.device("meta")).cpu_heap
+    assert keep_cpu_heap() == glibc
+    with pytest.raises(ValueError, match="cpu_heap"):
+        Acceleration(cpu_heap="always")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..acceleration import CompiledOrEager, Losses, resolve_acceleration
+from ..acceleration import CompiledOrEager, Losses, keep_cpu_heap, resolve_acceleration
 from ._ops import RunningMean
 from .base import Stage, StageConfig, check_fields
 from .networks import Discriminator, Generator
@@ -170,6 +170,8 @@ class GANrec(Stage):
         n = projector.n_det
         residual = x0 is not None
         self.acc = resolve_acceleration(acceleration, self.device, residual_generator=residual)
+        if self.acc.cpu_heap:
+            keep_cpu_heap()
         b = self.b
         self.scale = b.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
         self.b_norm = normalize2(b)

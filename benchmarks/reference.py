@@ -47,9 +47,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: How this project's paper GAN is selected: the one place to change when the API's names change
-#: (``preset="paper"`` today; ``method="ganrec"`` once the methods are split).
-OURS = {"preset": "paper"}
+#: How this project's paper GAN is selected (the GAN alone, at every iteration: napari_ganrec.methods).
+OURS = {"method": "ganrec"}
 
 #: The authors' defaults (``ganrectf/config.json``), kept, except the live plot.
 AUTHORS = {"recon_monitor": False}

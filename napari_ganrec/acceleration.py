@@ -32,7 +32,7 @@ EPYC (paper preset, 120 projections; CPU time per iteration, the machine shared)
 temporaries of each weight matrix), channels-last 580 -> 516 ms at 256 px (oneDNN's NHWC
 convolutions), the heap setting about 60 ms at 256 px (without it, every iteration page-faults
 in about 100 MB of fresh gradient and activation buffers), and the fully connected layers' own
-weight gradient (:class:`~napari_ganrec.networks.Linear`) 457 -> 422 ms at 256 px and 141 -> 120
+weight gradient (:class:`~napari_ganrec.methods.networks.Linear`) 457 -> 422 ms at 256 px and 141 -> 120
 ms at 128 px. None changes what is computed beyond rounding. ``torch.compile`` stays opt-in on the
 CPU too: for one 128 px slice it gained nothing (the generator's forward and backward pass 129.5
 vs 129.6 ms, after 170 s of compilation).

@@ -27,6 +27,8 @@ from napari_ganrec.projector import Projector
 from napari_ganrec.volume import iter_volume
 
 OFF = Acceleration.off()
+# plain float32 with the CPU's fused Adam and heap kept: the base the single options are compared to
+FUSED = Acceleration(amp="off", channels_last="off", compile="off", fused_adam="on")
 # GANrec fitting a residual on a short reweighted-TV image (the chain "rwtv+ganrec")
 SHORT = dict(residual=True, channels=16, n_conv=5)
 
@@ -57,8 +59,8 @@ def test_auto_on_the_cpu_is_float32_with_fused_adam_and_channels_last():
 
 def test_fused_adam_and_channels_last_on_the_cpu_give_the_same_image(wedge_data):
     sino, angles, _ = wedge_data
-    plain, _ = _run(sino, angles, OFF, preset="paper", iterations=3)
-    auto, _ = _run(sino, angles, Acceleration(), preset="paper", iterations=3)
+    plain, _ = _run(sino, angles, OFF, iterations=3)
+    auto, _ = _run(sino, angles, Acceleration(), iterations=3)
     assert auto.opt_g.defaults["fused"] and not plain.opt_g.defaults.get("fused")
     assert auto.G.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
     a, b = plain.image().numpy(), auto.image().numpy()
@@ -82,17 +84,20 @@ def test_bad_options_are_clear_errors(wedge_data):
 
 def test_channels_last_gives_the_same_image(wedge_data):
     sino, angles, _ = wedge_data
-    plain, _ = _run(sino, angles, OFF, **SHORT)
-    nhwc, _ = _run(sino, angles, Acceleration(channels_last="on", amp="off", compile="off"), **SHORT)
+    # a few iterations: the adversarial game amplifies rounding (1e-7 after 3 iterations, 2e-3 after 10)
+    plain, _ = _run(sino, angles, FUSED, iterations=3, **SHORT)
+    nhwc, _ = _run(sino, angles, Acceleration(channels_last="on", amp="off", compile="off", fused_adam="on"),
+                   iterations=3, **SHORT)
     assert nhwc.G.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
     a, b = plain.image().numpy(), nhwc.image().numpy()
-    assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
+    assert np.abs(a - b).max() < 1e-5 * np.abs(a).max()
 
 
 def test_bf16_autocast_keeps_the_quality(wedge_data):
     sino, angles, gt = wedge_data
-    plain, _ = _run(sino, angles, OFF, iterations=60, **SHORT)
-    mixed, losses = _run(sino, angles, Acceleration(amp="bf16", compile="off"), iterations=60, **SHORT)
+    plain, _ = _run(sino, angles, FUSED, iterations=60, **SHORT)
+    mixed, losses = _run(sino, angles, Acceleration(amp="bf16", channels_last="off", compile="off", fused_adam="on"),
+                         iterations=60, **SHORT)
     a, b = plain.image().numpy()[0], mixed.image().numpy()[0]
     assert b.dtype == np.float32 and np.isfinite(b).all()
     assert not np.array_equal(a, b)  # the generator really ran in bfloat16
@@ -102,8 +107,9 @@ def test_bf16_autocast_keeps_the_quality(wedge_data):
 
 def test_compiled_run_matches_eager(wedge_data):
     sino, angles, _ = wedge_data
-    plain, _ = _run(sino, angles, OFF, **SHORT)
-    comp, _ = _run(sino, angles, Acceleration(compile="on", compile_backend="aot_eager"), **SHORT)
+    plain, _ = _run(sino, angles, FUSED, **SHORT)
+    comp, _ = _run(sino, angles, Acceleration(compile="on", compile_backend="aot_eager", amp="off", channels_last="off",
+                                              fused_adam="on"), **SHORT)
     assert comp._run_g.compiled
     a, b = plain.image().numpy(), comp.image().numpy()
     assert np.abs(a - b).max() < 1e-4 * np.abs(a).max()
@@ -118,10 +124,10 @@ def test_compiled_run_matches_eager(wedge_data):
 
 def test_failing_compilation_falls_back_to_eager(wedge_data):
     sino, angles, _ = wedge_data
-    plain, _ = _run(sino, angles, OFF, **SHORT)
+    plain, _ = _run(sino, angles, FUSED, **SHORT)
     with pytest.warns(RuntimeWarning, match="running it eagerly"):
-        broken, _ = _run(sino, angles, Acceleration(compile="on", compile_backend="no-such-backend"),
-                         **SHORT)
+        broken, _ = _run(sino, angles, Acceleration(compile="on", compile_backend="no-such-backend", amp="off",
+                                                    channels_last="off", fused_adam="on"), **SHORT)
     assert not broken._run_g.compiled and broken._run_g.error
     np.testing.assert_allclose(broken.image().numpy(), plain.image().numpy(), rtol=0, atol=1e-6)
 

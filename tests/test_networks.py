@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from napari_ganrec.networks import BlockLinear, Generator, Linear, linear
+from napari_ganrec.methods.networks import BlockLinear, Generator, Linear, linear
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -29,7 +29,7 @@ def test_linear_layers_match_nn_linear_values_and_gradients(kind, batch):
 
 
 def test_linear_function_passes_gradcheck():
-    from napari_ganrec.networks import _LinearFunction
+    from napari_ganrec.methods.networks import _LinearFunction
 
     def f(x, w, b):
         return _LinearFunction.apply(x, b, w[:2], w[2:])

@@ -190,11 +190,8 @@ def _stage_options(args: argparse.Namespace) -> dict:
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
-    """Stage options and, for a method with a GANrec stage, the execution options."""
-    opts = _stage_options(args)
-    if "ganrec" in args.method.split("+"):
-        opts["acceleration"] = acceleration_of(args)
-    return opts
+    """Stage options and the execution options (GANrec's generator; reweighted TV's compiled updates)."""
+    return dict(_stage_options(args), acceleration=acceleration_of(args))
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
@@ -216,6 +213,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     warm_plan = plan.with_iterations(args.warm_iterations)
+    acceleration = acceleration_of(args)  # bad execution flags fail here, before any reading
 
     with read_tomo(args.input, **_read_options(args, _angles_argument(args))) as data:
         angles = validate_angles(data.angles, tomographic=True, warn_radians=False)  # the reader warned
@@ -239,7 +237,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             "center": center,
             "seed": args.seed,
             "device": args.device,
-            "acceleration": acceleration_of(args).to_dict() if "ganrec" in args.method.split("+") else None,
+            "acceleration": acceleration.to_dict(),
             "slices": [rows.start, rows.stop],
             "input": str(args.input),
             "data": {"kind": kind.kind, "reason": kind.reason, "assumed": kind.assumed},

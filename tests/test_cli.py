@@ -133,8 +133,10 @@ def test_reconstruct_volume_goes_slab_by_slab_with_warm_start_and_resumes(tmp_pa
     assert main(args) == 2  # never overwrites silently
     assert main([*args, "--overwrite", "--workers", "1"]) == 0  # the same on a local Dask cluster
     assert not (tmp_path / "vol.tif.parts").exists()  # the chunked store is cleaned up
-    again, _ = read_volume(out)
-    np.testing.assert_allclose(again, rec, atol=1e-4 * np.abs(rec).max())
+    # (not equal to the local run: each Dask task starts from the seed slice's states, so that tasks
+    # do not wait for each other, where the local run chains every slice from its neighbour)
+    again, meta2 = read_volume(out)
+    assert again.shape == rec.shape and np.isfinite(again).all() and meta2["stages"] == meta["stages"]
 
 
 def test_a_local_run_of_several_slices_needs_no_dask_and_no_store(tmp_path):

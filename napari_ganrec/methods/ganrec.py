@@ -16,6 +16,10 @@ from the authors' code, on purpose:
 - it can start from an initial image ``x0`` (a chain such as ``"rwtv+ganrec"``): the candidate is
   then ``relu(x0 / s + G(b))`` with the generator's last layer starting at 0, so the first
   candidate is the initial image.
+
+(Past 400 lines on purpose: the training step, the deferred finite check with snapshot recovery and
+the compiled-backward fallback share the optimisers' state and are one job; the networks live in
+:mod:`.networks`, the optimisers are built by :func:`make_optimizers`.)
 """
 
 from __future__ import annotations

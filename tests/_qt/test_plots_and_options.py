@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from napari_ganrec.methods.ganrec import GANrecConfig
 
 from napari_ganrec._qt.loss_plot import LossPlot
 from napari_ganrec._qt.solver_options import SolverOptions
 from napari_ganrec._qt.wedge_plot import WedgePlot
+from napari_ganrec.methods.ganrec import GANrecConfig
 
 
 def test_loss_plot_draws_axes_once_then_blits(qtbot):

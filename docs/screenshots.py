@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     # 3. GANrec on one row, detector binned by 4
     widget.set_method("ganrec")
     widget.set_binning(4, rows=False)
-    widget.solver_options.preset.setCurrentText("fast")
+    widget.solver_options.ganrec.editors["channels"].setValue(8)  # a small GANrec: few seconds on the CPU
+    widget.solver_options.ganrec.editors["n_conv"].setValue(3)
     widget.iterations_spin.setValue(args.iterations)
     widget.preview_spin.setValue(2)
     gaps: list[float] = []

@@ -120,7 +120,8 @@ def test_the_whole_way_from_the_scan_to_the_pores(make_napari_viewer, qtbot, tmp
     choose(widget, "binning", "4")
     check(widget, "bin rows", False)
     assert widget.hint_label.text() == ""
-    widget.solver_options.preset.setCurrentText("fast")
+    widget.solver_options.ganrec.editors["channels"].setValue(8)  # a small GANrec: few seconds on the CPU
+    widget.solver_options.ganrec.editors["n_conv"].setValue(3)
     set_number(widget, "iterations", 4)
     click(qtbot, widget, "Run")
     _wait_done(qtbot, widget)

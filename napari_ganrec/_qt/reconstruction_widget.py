@@ -333,7 +333,7 @@ class ReconstructionWidget(QWidget):
         form.addRow("iterations", irow)
         form.addRow("device", drow)
         form.addRow("", self.residual_check)
-        self.uncertainty_check = QCheckBox("show uncertainty (GANrec)")
+        self.uncertainty_check = QCheckBox("show uncertainty (reweighted TV, GANrec)")
         self.uncertainty_check.setToolTip(
             "A live layer of the pixel-wise spread of the last iterates: bright where the data "
             "do not pin the image down (e.g. along the missing wedge)")

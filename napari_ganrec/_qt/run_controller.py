@@ -447,8 +447,9 @@ class RunController(QObject):
             visible=False)
 
     def _add_uncertainty_layer(self, sino_shape: tuple[int, ...]) -> None:
-        """The optional uncertainty layer: where the last iterates disagree (GANrec)."""
-        if not (self._params.uncertainty and self._params.method == "ganrec"):
+        """The optional uncertainty layer: where the last iterates of the final stage disagree (a stage
+        that averages iterates: reweighted TV, GANrec)."""
+        if not (self._params.uncertainty and hasattr(self._params.plan.stages[-1].config, "average_last")):
             return
         n_det = int(sino_shape[-1])
         img_shape = (n_det, n_det) if len(sino_shape) == 2 else (int(sino_shape[0]), n_det, n_det)

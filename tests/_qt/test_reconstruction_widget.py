@@ -446,6 +446,22 @@ def test_uncertainty_layer_shows_where_the_last_iterates_disagree(small, qtbot):
     assert unc.visible
 
 
+def test_uncertainty_layer_of_the_recommended_reweighted_tv(small, qtbot):
+    """The recommended method (reweighted TV, which averages its last iterates) gets the layer too."""
+    viewer, widget = small
+    widget.set_method("rwtv")
+    widget.uncertainty_check.setChecked(True)
+    widget.iterations_spin.setValue(30)
+    widget.preview_spin.setValue(10)
+    assert widget.run()
+    _wait_status(qtbot, widget, ("finished", "failed"))
+    assert widget.state.status == "finished", widget.state.message
+    unc = widget.controller.uncertainty_layer
+    assert unc is not None and unc in viewer.layers
+    assert unc.data.shape == widget.controller.image_layer.data.shape
+    assert np.all(unc.data >= 0) and unc.data.max() > 0
+
+
 def test_volume_mode_fills_the_live_layer_slice_by_slice(small, qtbot):
     viewer, widget = small
     widget.slice_spin.setValue(0)

@@ -186,7 +186,9 @@ def _plan(args: argparse.Namespace):
 
 
 def _stage_options(args: argparse.Namespace) -> dict:
-    return {} if args.tv_weight is None else {"tv_weight": args.tv_weight}
+    from .geometry import validate_weight
+
+    return {} if args.tv_weight is None else {"tv_weight": validate_weight(args.tv_weight, name="--tv-weight")}
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
@@ -211,6 +213,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     configure_threads()  # the CPU cores that are free now (napari_ganrec.threads)
 
+    if args.slab < 1:  # checked for local runs too, which run slab by slab in this process
+        raise ValueError(f"--slab: slab_size must be a positive integer, got {args.slab}")
     plan = _plan(args)
     warm_plan = plan.with_iterations(args.warm_iterations)
     acceleration = acceleration_of(args)  # bad execution flags fail here, before any reading

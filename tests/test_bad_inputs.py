@@ -184,7 +184,7 @@ def _cli(stack_file, tmp_path, *extra, out="r.tif"):
         (["--angles", "0:120", "--center", "16", "--iterations", "0", "--method", "sirt"], "iterations must be"),
         (["--angles", "0:120", "--center", "16", "--slab", "0"], "slab_size must be a positive integer"),
         (["--angles", "0:120", "--center", "16", "--method", "tv", "--tv-weight", "nan", "--slices", "0:1"],
-         "tv_weight must be a finite number"),
+         "--tv-weight must be a finite number"),
     ],
 )
 def test_cli_bad_arguments_are_clear_errors(stack_file, tmp_path, capsys, extra, message):

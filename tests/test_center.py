@@ -124,7 +124,7 @@ def test_estimate_center_says_which_method_found_it(image, span, method):
 
 
 def test_the_cli_uses_the_same_automatic_centre(image):
-    from napari_ganrec._cli_reconstruct import _resolve_center
+    from napari_ganrec.cli.reconstruct import _resolve_center
 
     a = np.arange(0, 180, 2.0)
     sino = project(image, a, center=30.5)

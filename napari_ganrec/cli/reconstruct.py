@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .methods import DEFAULT_METHOD, LABELS, METHODS
+from ..methods import DEFAULT_METHOD, LABELS, METHODS
 
 __all__ = ["register", "parse_angles", "parse_slices", "run_reconstruct", "check_output"]
 
@@ -86,7 +86,7 @@ def _seed(text: str) -> int:
     """``--seed``: an integer from 0 to 2**63-1, or ``random`` (drawn here, then recorded)."""
     import secrets
 
-    from .geometry import MAX_SEED, validate_seed
+    from ..geometry import MAX_SEED, validate_seed
 
     if text.strip().lower() == "random":
         return secrets.randbelow(MAX_SEED + 1)
@@ -101,7 +101,7 @@ def parse_angles(text: str, n_projections: int) -> np.ndarray:
 
     A range within +-2*pi (``0:3.1416``) is refused: it is radians given as degrees.
     """
-    from .geometry import angles_from_range
+    from ..geometry import angles_from_range
 
     parts = text.split(":")
     if len(parts) not in (2, 3):
@@ -162,7 +162,7 @@ def _read_options(args, angles) -> dict:
 
 def acceleration_of(args: argparse.Namespace):
     """The :class:`~napari_ganrec.acceleration.Acceleration` the command line asks for."""
-    from .acceleration import Acceleration
+    from ..acceleration import Acceleration
 
     return Acceleration(amp=args.amp, compile=args.compile, channels_last=args.channels_last,
                         check_every=args.check_every)
@@ -180,13 +180,13 @@ def _iterations(text: str):
 
 def _plan(args: argparse.Namespace):
     """The method as it will run (stages, iterations, configs): a ValueError for a bad spec."""
-    from .methods import make_plan
+    from ..methods import make_plan
 
     return make_plan(args.method, args.iterations, _stage_options(args))
 
 
 def _stage_options(args: argparse.Namespace) -> dict:
-    from .geometry import validate_weight
+    from ..geometry import validate_weight
 
     return {} if args.tv_weight is None else {"tv_weight": validate_weight(args.tv_weight, name="--tv-weight")}
 
@@ -207,9 +207,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     tasks on Dask, a resumable chunked store beside the output); so does a ``.zarr`` output of
     several slices (in this process, the store being the output).
     """
-    from .geometry import validate_angles
-    from .io import line_integrals, read_tomo
-    from .threads import configure_threads
+    from ..geometry import validate_angles
+    from ..io import line_integrals, read_tomo
+    from ..threads import configure_threads
 
     configure_threads()  # the CPU cores that are free now (napari_ganrec.threads)
 
@@ -253,7 +253,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         if local and n_rows == 1:
             image = _one_slice(args, line_integrals(data, rows, kind=kind), angles, center, iterations)
     if local:
-        from .io import write_volume
+        from ..io import write_volume
 
         if n_rows > 1:
             image = _local_volume(args, angles, rows, kind, center, iterations)
@@ -270,7 +270,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 def _one_slice(args, sinos: np.ndarray, angles, center: float, iterations: int) -> np.ndarray:
     from tqdm import tqdm
 
-    from .api import iter_reconstruct
+    from ..api import iter_reconstruct
 
     image = None
     total = _plan(args).iterations
@@ -291,7 +291,7 @@ def _local_volume(args, angles, rows: slice, kind, center: float, iterations) ->
     """Several slices in this process: the engine slab by slab, warm start from slab to slab."""
     from tqdm import tqdm
 
-    from .volume import PathSource, reconstruct_volume
+    from ..volume import PathSource, reconstruct_volume
 
     source = PathSource(args.input, open_kwargs=_read_options(args, angles), kind=kind)
     n = rows.stop - rows.start
@@ -306,8 +306,8 @@ def _local_volume(args, angles, rows: slice, kind, center: float, iterations) ->
 def _volume(args, angles, rows: slice, kind, center: float, iterations: int, meta: dict):
     from tqdm import tqdm
 
-    from .distributed import run_distributed
-    from .volume import PathSource
+    from ..distributed import run_distributed
+    from ..volume import PathSource
 
     source = PathSource(args.input, open_kwargs=_read_options(args, angles), kind=kind)
     options = dict(_engine_options(args), batch=args.batch, batch_mode=args.batch_mode, tol=args.tol)
@@ -331,17 +331,17 @@ def _data_kind(choice: str, data, rows: slice | None = None):
     """The :class:`~napari_ganrec.io.DataKind` of ``data`` for ``--data`` (see
     :func:`napari_ganrec.io.resolve_kind`), resolved once for the whole run so that one slice and
     many slices read alike. The guess samples the whole detector, not only ``rows``."""
-    from .io import resolve_kind
+    from ..io import resolve_kind
 
     return resolve_kind(data, choice)
 
 
 def _resolve_center(text: str | None, sinogram: np.ndarray, angles: np.ndarray) -> float:
     """``None``/``"auto"`` -> automatic centre of ``sinogram`` (the middle slice); a number -> it."""
-    from .geometry import validate_center
+    from ..geometry import validate_center
 
     if text is None or str(text).lower() == "auto":
-        from .center import estimate_center
+        from ..center import estimate_center
 
         return validate_center(float(estimate_center(sinogram, angles).center), sinogram.shape[-1], automatic=True)
     try:
@@ -362,8 +362,8 @@ def check_output(path, n_slices: int, overwrite: bool) -> None:
     """
     from pathlib import Path
 
-    from .distributed import OUTPUT_SUFFIXES
-    from .io import WRITE_SUFFIXES
+    from ..distributed import OUTPUT_SUFFIXES
+    from ..io import WRITE_SUFFIXES
 
     out = Path(path)
     suffixes = WRITE_SUFFIXES if n_slices == 1 else OUTPUT_SUFFIXES

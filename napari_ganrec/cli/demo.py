@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .methods import DEFAULT_METHOD, LABELS, METHODS
+from ..methods import DEFAULT_METHOD, LABELS, METHODS
 
 __all__ = ["register", "run_demo", "demo_iterations"]
 
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def demo_iterations(method: str, iterations: int) -> dict[str, int]:
     """Iterations per stage of ``method`` in the demo: ``iterations`` each, SIRT 200, FBP 1."""
-    from .methods import parse_method
+    from ..methods import parse_method
 
     return {name: (1 if name == "fbp" else 200 if name == "sirt" else int(iterations))
             for name, _ in parse_method(method)}
@@ -47,12 +47,12 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit status."""
     from tqdm import tqdm
 
-    from . import phantoms
-    from .api import iter_reconstruct
-    from .evaluation import ssim
-    from .geometry import angles_from_range
-    from .io import write_volume
-    from .methods import make_plan
+    from .. import phantoms
+    from ..api import iter_reconstruct
+    from ..evaluation import ssim
+    from ..geometry import angles_from_range
+    from ..io import write_volume
+    from ..methods import make_plan
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def _comparison_figure(path: Path, truth, results, scores, timings, angles, over
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io._common import atomic_paths
+    from ..io._common import atomic_paths
 
     vmax = float(truth.max())
     fig, axes = plt.subplots(1, len(METHODS) + 1, figsize=(3.2 * (len(METHODS) + 1), 3.9),

@@ -17,7 +17,7 @@ __all__ = ["register", "run", "read_volume", "check_outputs"]
 
 
 def _threshold(text: str):
-    from .segment import parse_threshold
+    from ..segment import parse_threshold
 
     try:
         return parse_threshold(text)
@@ -126,7 +126,7 @@ def read_volume(path: Path):
             except Exception as exc:  # noqa: BLE001 - any tifffile failure is a bad input file
                 raise ValueError(f"input {path} is not a readable TIFF: {exc}") from None
     elif suffix in (".h5", ".hdf5", ".hdf", ".nxs", ".npz", ".mrc", ".rec"):
-        from .io import read_volume as read_any  # what `napari-ganrec reconstruct` writes (read whole)
+        from ..io import read_volume as read_any  # what `napari-ganrec reconstruct` writes (read whole)
 
         vol = read_any(path)[0]
     else:
@@ -168,7 +168,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``segment`` sub-command; returns the exit status."""
-    from . import segment as sg
+    from .. import segment as sg
 
     check_outputs(args)
     volume = read_volume(args.input)

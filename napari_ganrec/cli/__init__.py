@@ -1,7 +1,7 @@
 """The ``napari-ganrec`` command: ``demo``, ``reconstruct``, ``segment``.
 
-Each sub-command lives in its own ``_cli_*.py`` module exposing ``register(subparsers)``, which adds
-its parser and sets ``func(args) -> int``.
+Each sub-command lives in its own module of this package (``demo``, ``reconstruct``, ``segment``)
+exposing ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
 """
 
 from __future__ import annotations
@@ -11,29 +11,23 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-_SUBCOMMAND_MODULES = ("_cli_demo", "_cli_reconstruct", "_cli_segment")
+_SUBCOMMAND_MODULES = ("demo", "reconstruct", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available sub-command."""
     import importlib
 
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="napari-ganrec",
-        description="Tomographic reconstruction with GANrec (and FBP/SIRT/TV baselines).",
+        description="Tomographic reconstruction: GANrec, reweighted TV, TV, SIRT, FBP (napari_ganrec.methods).",
     )
     parser.add_argument("--version", action="version", version=f"napari-ganrec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"napari_ganrec.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"napari_ganrec.{name}":
-                raise
-            continue
-        module.register(sub)
+    for name in _SUBCOMMAND_MODULES:  # every one is part of the package: a failed import is an error
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 

@@ -139,8 +139,8 @@ def test_unknown_suffix_and_bad_angle_file(tmp_path):
 
 def test_one_angle_file_parser(tmp_path, monkeypatch):
     """#12: run_inputs.read_angles_file is a call to io.read_angle_file (one parser)."""
-    from napari_ganrec import run_inputs
     from napari_ganrec.io import _common, read_angle_file
+    from napari_ganrec.widget_model import inputs as run_inputs
 
     f = tmp_path / "a.tlt"
     f.write_text("-30, -15 # first\n0\n15 30\n")

@@ -25,7 +25,7 @@ from magicgui.widgets import (
 
 from .. import center as center_mod
 from .. import preprocess as pp
-from ..run_inputs import layer_line_integrals
+from ..widget_model.inputs import layer_line_integrals
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari

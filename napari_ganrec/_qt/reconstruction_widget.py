@@ -1,6 +1,6 @@
 """The reconstruction dock widget: pick an input, set angles and centre, run, watch it converge.
 
-Layout and wiring only: the run itself lives in :mod:`napari_ganrec.run_model` (Qt-free) and
+Layout and wiring only: the run itself lives in :mod:`napari_ganrec.widget_model.run` (Qt-free) and
 :class:`~napari_ganrec._qt.run_controller.RunController` (worker and live layers). Everything the
 worker needs is captured here, on the main thread, when Run is pressed.
 """
@@ -38,7 +38,7 @@ from superqt import QCollapsible
 from ..center import CenterEstimate, center_scan, estimate_center
 from ..geometry import Geometry, angles_from_range
 from ..io import NotLineIntegralsError
-from ..run_inputs import (
+from ..widget_model.inputs import (
     BINNINGS,
     LAYOUT_LABELS,
     LAYOUTS,
@@ -52,7 +52,7 @@ from ..run_inputs import (
     scan_centers,
     slice_marker_lines,
 )
-from ..run_model import METHOD_LABELS, RunParams, RunState, format_seconds, warm_up
+from ..widget_model.run import METHOD_LABELS, RunParams, RunState, format_seconds, warm_up
 from .framing import frame_layer
 from .loss_plot import LossPlot
 from .run_controller import RunController
@@ -164,7 +164,7 @@ class ReconstructionWidget(QWidget):
 
     @staticmethod
     def _warm_up(device: str) -> None:
-        """Initialise the engine in the background (see :func:`run_model.warm_up`).
+        """Initialise the engine in the background (see :func:`napari_ganrec.widget_model.run.warm_up`).
 
         A plain thread: it touches no widget or layer, and a failure here only means the first
         run initialises the engine itself (and reports any real error then).
@@ -858,7 +858,7 @@ class ReconstructionWidget(QWidget):
         """Everything a run needs, as plain values: ``(sinograms, params, context)``.
 
         The sinograms are line integrals read by the CLI's read path (raw counts flat/dark corrected
-        and ``-log``'d, see :func:`napari_ganrec.run_inputs.layer_line_integrals`), binned as the
+        and ``-log``'d, see :func:`napari_ganrec.widget_model.inputs.layer_line_integrals`), binned as the
         widget says. With ``preview``, only the first (binned) slice of the range. Raises
         ``ValueError`` (``NotLineIntegralsError`` when the data cannot be made into line integrals)
         with a message for the user when something is missing or inconsistent.

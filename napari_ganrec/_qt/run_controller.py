@@ -1,6 +1,6 @@
 """Worker wiring of one reconstruction run: thread worker, live layers, progress bar.
 
-The controller owns at most one :func:`napari_ganrec.run_model.run_reconstruction` worker at a
+The controller owns at most one :func:`napari_ganrec.widget_model.run.run_reconstruction` worker at a
 time. Everything it does to napari (layers, progress, notifications) happens on the main thread,
 in the worker's ``yielded``/``returned``/``errored``/``finished`` handlers; the worker gets only
 plain parameters and an array captured before it starts.
@@ -20,7 +20,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 
-from ..run_model import (
+from ..widget_model.run import (
     METHOD_LABELS,
     EngineError,
     RunParams,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from ..run_inputs import Coverage, angular_coverage
+from ..widget_model.inputs import Coverage, angular_coverage
 from ._mpl import FOREGROUND, GRID, make_canvas
 
 COVERED = "#5ab0ff"

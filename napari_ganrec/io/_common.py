@@ -149,7 +149,7 @@ def read_angle_file(path) -> np.ndarray:
     """Read angles (degrees) from a text side-car: ``.rawtlt``/``.tlt`` (one per line) or any
     whitespace/comma separated list; ``#`` starts a comment.
 
-    The one angle-file parser of the package (``run_inputs.read_angles_file`` calls it).
+    The one angle-file parser of the package (``widget_model.inputs.read_angles_file`` calls it).
 
     Raises
     ------

@@ -105,7 +105,7 @@ def test_each_stage_of_a_chain_has_its_own_options(qtbot):
 
 def test_execution_choice_reaches_the_engine(qtbot):
     from napari_ganrec.acceleration import resolve_acceleration
-    from napari_ganrec.run_model import RunParams
+    from napari_ganrec.widget_model.run import RunParams
 
     opts = SolverOptions()
     qtbot.addWidget(opts)

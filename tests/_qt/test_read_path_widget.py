@@ -16,7 +16,7 @@ from napari_ganrec import reconstruct
 from napari_ganrec.geometry import angles_from_range
 from napari_ganrec.phantoms import ground_truth, porous_particle
 from napari_ganrec.projector import project
-from napari_ganrec.run_model import METHOD_LABELS
+from napari_ganrec.widget_model.run import METHOD_LABELS
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),

@@ -21,7 +21,7 @@ from _ui import assert_framed, check, choose, click, set_number
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _io_fixtures import TOOTH  # noqa: E402
 
-from napari_ganrec.run_model import METHOD_LABELS  # noqa: E402
+from napari_ganrec.widget_model.run import METHOD_LABELS  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not TOOTH.exists(), reason=f"{TOOTH} is not here (the shared data set)"),

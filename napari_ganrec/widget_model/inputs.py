@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import validate_angles
+from ..geometry import validate_angles
 
 __all__ = [
     "LAYOUTS",
@@ -220,7 +220,7 @@ def read_angles_file(path, n_angles: int | None = None) -> np.ndarray:
         When the file cannot be read, holds something that is not a number, or (with
         ``n_angles``) holds a different count; the message names the file.
     """
-    from .io import TomoFormatError, read_angle_file
+    from ..io import TomoFormatError, read_angle_file
 
     p = Path(path)
     try:
@@ -293,9 +293,9 @@ def fbp_preview(sinograms, angles, center: float | None = None, device: str = "c
     """
     import torch
 
-    from .geometry import Geometry, validate_sinogram
-    from .methods.fbp import fbp
-    from .projector import Projector
+    from ..geometry import Geometry, validate_sinogram
+    from ..methods.fbp import fbp
+    from ..projector import Projector
 
     s = validate_sinogram(sinograms)
     if s.ndim == 2:
@@ -429,7 +429,7 @@ def layer_line_integrals(data, metadata: Mapping | None, layout: str, angles, st
     ValueError
         Bad slice range, layout or angles.
     """
-    from .io import line_integrals, resolve_kind, tomodata_from_layer
+    from ..io import line_integrals, resolve_kind, tomodata_from_layer
 
     info = input_shape(tuple(np.shape(data)), layout)
     start, stop = _slice_range(start, stop, info.n_slices)
@@ -446,7 +446,7 @@ def cpu_hint(n_det: int, device: str, factor: int = 1) -> str:
     if int(n_det) <= CPU_HINT_PX:
         return ""
     try:
-        from .projector import resolve_device
+        from ..projector import resolve_device
 
         dev = str(resolve_device(device))
     except ValueError:

@@ -5,7 +5,7 @@ import pytest
 
 from napari_ganrec import phantoms
 from napari_ganrec.geometry import angles_from_range
-from napari_ganrec.run_inputs import (
+from napari_ganrec.widget_model.inputs import (
     Binning,
     angles_from_metadata,
     angular_coverage,
@@ -160,7 +160,7 @@ def test_fbp_preview_matches_truth(shifted):
 
 def test_the_widget_centre_scan_is_the_centre_module_one():
     """One centre scan: the widget's comes from napari_ganrec.center (run_inputs has none)."""
-    import napari_ganrec.run_inputs as ri
+    import napari_ganrec.widget_model.inputs as ri
 
     assert not hasattr(ri, "center_scan") and "center_scan" not in ri.__all__
 

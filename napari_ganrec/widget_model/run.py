@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from psygnal import evented
 
-from .methods import DEFAULT_METHOD, LABELS, Plan, make_plan
+from ..methods import DEFAULT_METHOD, LABELS, Plan, make_plan
 
 
 def _method_labels() -> dict[str, str]:
@@ -219,7 +219,7 @@ class RunSummary:
 
 def _resolve_device_name(device: str) -> str:
     try:
-        from .projector import resolve_device
+        from ..projector import resolve_device
 
         return str(resolve_device(device))
     except ValueError:
@@ -260,7 +260,7 @@ def run_reconstruction(
         if params.volume_slices > 0:
             iterate = volume_steps
         else:
-            from .api import iter_reconstruct as iterate
+            from ..api import iter_reconstruct as iterate
     start = clock()
     try:
         steps = iterate(sinograms, np.asarray(params.angles), **params.engine_kwargs())
@@ -336,7 +336,7 @@ def volume_steps(sinograms: np.ndarray, angles, *, iterations: int, warm_iterati
     ``warm_iterations``); every finished slice puts the volume so far (a fresh array, earlier
     slices filled, later ones 0) into ``image``. Closing the generator stops the run.
     """
-    from .volume import iter_volume
+    from ..volume import iter_volume
 
     sinos = np.asarray(sinograms, dtype=np.float32)
     if sinos.ndim == 2:
@@ -492,7 +492,7 @@ def run_metadata(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a result layer's ``metadata`` says about how it was made (plain, JSON-friendly)."""
-    from . import __version__
+    from .. import __version__
 
     started = started or datetime.now(timezone.utc)
     described = params.plan.describe(with_config=False)
@@ -535,7 +535,7 @@ def warm_up(device: str = "auto") -> float:
     hundreds of milliseconds at a time. Doing that once in the background when the widget opens
     keeps it out of the user's first run, whose thread would otherwise stall the viewer.
     """
-    from .api import iter_reconstruct
+    from ..api import iter_reconstruct
 
     t0 = time.perf_counter()
     sino = np.ones((4, 8), np.float32)

@@ -8,7 +8,7 @@ import pytest
 
 from napari_ganrec import phantoms
 from napari_ganrec.geometry import angles_from_range
-from napari_ganrec.run_model import (
+from napari_ganrec.widget_model.run import (
     RunParams,
     RunState,
     RunUpdate,
@@ -78,7 +78,7 @@ def test_params_validate():
 
 def test_method_labels_come_from_the_registry():
     from napari_ganrec.methods import DEFAULT_METHOD, LABELS, METHODS
-    from napari_ganrec.run_model import METHOD_LABELS
+    from napari_ganrec.widget_model.run import METHOD_LABELS
 
     assert set(METHOD_LABELS) == set(METHODS) and next(iter(METHOD_LABELS)) == DEFAULT_METHOD
     assert all(METHOD_LABELS[m] == LABELS[m] for m in METHODS)
@@ -221,7 +221,7 @@ def test_run_metadata_is_plain():
 
 def test_runtime_errors_come_out_as_engine_errors():
     """superqt's GeneratorWorker swallows RuntimeError (no errored, no finished signal)."""
-    from napari_ganrec.run_model import EngineError
+    from napari_ganrec.widget_model.run import EngineError
 
     def failing(sino, angles, **kwargs):
         yield FakeStep(1, 5, {"l1": 1.0})
@@ -239,7 +239,7 @@ def test_runtime_errors_come_out_as_engine_errors():
 
 
 def test_uncertainty_is_asked_for_and_streamed():
-    from napari_ganrec.run_model import RunParams, run_reconstruction
+    from napari_ganrec.widget_model.run import RunParams, run_reconstruction
 
     params = RunParams(angles=(0.0, 60.0, 120.0), method="ganrec", iterations=50, preview_every=10,
                        uncertainty=True)
@@ -269,7 +269,7 @@ def test_uncertainty_is_asked_for_and_streamed():
 
 def test_volume_mode_fills_the_volume_slice_by_slice_with_warm_start():
     from napari_ganrec import phantoms
-    from napari_ganrec.run_model import RunParams, run_metadata, run_reconstruction
+    from napari_ganrec.widget_model.run import RunParams, run_metadata, run_reconstruction
 
     p = phantoms.porous_particle(24, nz=3, n_pores=3, seed=2)
     angles = np.linspace(0, 120, 30, endpoint=False)

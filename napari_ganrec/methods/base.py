@@ -102,13 +102,22 @@ class Stage:
         """Pixel-wise spread of the last iterates (image units), where the stage averages them."""
         return None
 
+    #: the tensor attributes (with a batch dimension) that :meth:`state` saves and :meth:`load_state` restores
+    _KEYS: tuple[str, ...] = ()
+
     def state(self, host: bool = True) -> dict:
         """What the stage needs to continue (tensors on the CPU when ``host``)."""
-        return {"stage": self.name, "iteration": self.iteration}
+        out = {"stage": self.name, "iteration": self.iteration}
+        for k in self._KEYS:
+            v = getattr(self, k).detach()
+            out[k] = v.cpu().clone() if host else v.clone()
+        return out
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state` of a stage of the same method (e.g. the previous slice's)."""
         self._check_state(state)
+        for k in self._KEYS:
+            setattr(self, k, self._batch_tensor(state[k]))
 
     def check(self) -> bool:
         """Read any pending finite check; True when a recovery happened (network stages)."""

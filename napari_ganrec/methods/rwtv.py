@@ -143,18 +143,9 @@ class RWTV(Stage):
     def uncertainty(self) -> torch.Tensor | None:
         return self._avg.std()
 
-    def state(self, host: bool = True) -> dict:
-        out = {"stage": self.name, "iteration": self.iteration}
-        for k in self._KEYS:
-            v = getattr(self, k).detach()
-            out[k] = v.cpu().clone() if host else v.clone()
-        return out
-
     def load_state(self, state) -> None:
         """Continue from an earlier run's image, duals and weights (e.g. the previous slice)."""
-        self._check_state(state)
-        for k in self._KEYS:
-            setattr(self, k, self._batch_tensor(state[k]))
+        super().load_state(state)
         self._avg.reset()
 
     def close(self) -> None:

@@ -56,13 +56,7 @@ class SIRT(Stage):
     def image(self) -> torch.Tensor:
         return self.x * self.mask
 
-    def state(self, host: bool = True) -> dict:
-        x = self.x.detach()
-        return {"stage": self.name, "iteration": self.iteration, "x": x.cpu().clone() if host else x.clone()}
-
-    def load_state(self, state) -> None:
-        self._check_state(state)
-        self.x = self._batch_tensor(state["x"])
+    _KEYS = ("x",)
 
     def close(self) -> None:
         self.x = None

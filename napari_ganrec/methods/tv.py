@@ -77,17 +77,5 @@ class TV(Stage):
 
     _KEYS = ("x", "xbar", "y1", "y2")
 
-    def state(self, host: bool = True) -> dict:
-        out = {"stage": self.name, "iteration": self.iteration}
-        for k in self._KEYS:
-            v = getattr(self, k).detach()
-            out[k] = v.cpu().clone() if host else v.clone()
-        return out
-
-    def load_state(self, state) -> None:
-        self._check_state(state)
-        for k in self._KEYS:
-            setattr(self, k, self._batch_tensor(state[k]))
-
     def close(self) -> None:
         self.x = self.xbar = self.y1 = self.y2 = None

@@ -216,11 +216,13 @@ def run(
                                 finished, step.converged, _warm, done, total, now - _t, now - t0,  # noqa: B023
                                 step.stage.name, step.iteration, residual, unc)
 
-            def pictures(x, stage):
+            def pictures(x, stage, diff=None):
                 res = unc = None
                 if with_residual:
                     with torch.no_grad():
-                        res = (projector.forward(x * mask) - sino).cpu().numpy()  # noqa: B023
+                        if diff is None:
+                            diff = projector.forward(x * mask) - sino  # noqa: B023
+                        res = diff.cpu().numpy()
                 u = stage.uncertainty()
                 if u is not None:
                     unc = to_numpy(u)
@@ -235,10 +237,10 @@ def run(
                         x = step.image
                         with torch.no_grad():
                             losses = dict(step.losses)
+                            diff = projector.forward(x * mask) - sino
                             losses["residual"] = float(
-                                torch.linalg.vector_norm(projector.forward(x * mask) - sino)
-                                / torch.linalg.vector_norm(sino).clamp(min=1e-20))
-                        images, res, unc = pictures(x, step.stage)
+                                torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(sino).clamp(min=1e-20))
+                        images, res, unc = pictures(x, step.stage, diff)  # one forward projection, not two
                         if chain:
                             state = step.states
                         done += b - a

@@ -225,8 +225,13 @@ def test_api_and_volume_take_acceleration(wedge_data):
     finally:
         ganrec_mod.resolve_acceleration = real
     assert seen == [{"check_every": 4}]
-    for r, p in zip(recs, plain):
-        assert np.abs(r.images - p.images).max() < 1e-4 * np.abs(p.images).max()
+    # the host check's period changes when the host looks, not what is computed: bit for bit
+    every_step = list(iter_volume(stack, angles, acceleration={"check_every": 1}, **kwargs))
+    for r, e, p in zip(recs, every_step, plain):
+        np.testing.assert_array_equal(r.images, e.images)
+        # fused Adam and channels-last kernels round differently from the plain path, and training
+        # amplifies rounding (2.6e-4 of the maximum after 7 GAN steps at 2 threads): close, not equal
+        assert np.abs(r.images - p.images).max() < 5e-3 * np.abs(p.images).max()
     with pytest.raises(ValueError, match="check_every"):
         iter_volume(stack, angles, acceleration={"check_every": -1}, **kwargs)
 

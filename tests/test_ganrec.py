@@ -67,10 +67,13 @@ def test_result_is_quantitative(wedge_data, method):
     rec = ng.reconstruct(sino, angles, method=method, iterations=100, device="cpu")
     solid = gt > 0.9
     assert np.median(rec[solid]) == pytest.approx(1.0, rel=0.25)
-    # units in, units out: scaling the data scales the image (same run otherwise)
+    # units in, units out: scaling the data scales the image (same run otherwise). A power of two
+    # scales every float exactly, so the two runs round alike whatever the thread count; a factor
+    # such as 10 rounds differently and the GAN's training amplifies that (4.7 % after 10 steps
+    # at 2 threads).
     short = ng.reconstruct(sino, angles, method=method, iterations=10, device="cpu")
-    scaled = ng.reconstruct(10 * sino, angles, method=method, iterations=10, device="cpu")
-    assert np.linalg.norm(scaled - 10 * short) < 1e-2 * np.linalg.norm(10 * short)
+    scaled = ng.reconstruct(8 * sino, angles, method=method, iterations=10, device="cpu")
+    assert np.linalg.norm(scaled - 8 * short) < 1e-4 * np.linalg.norm(8 * short)
 
 
 def test_cpu_runs_are_deterministic_for_a_seed(wedge_data):

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,9 +33,35 @@ def test_speed_benchmark_measures_one_configuration():
     assert row["ms_per_slice_iteration"] == row["ms_per_iteration"] / 2
     assert row["peak_rss_mb"] > 0 and row["projector"] == "matrix"
     assert row["execution"] == "fp32" and "fp32" in row["execution_detail"]
+    assert row["cpu_ms_per_iteration"] > 0
     for stage in ("ganrec", "ganrec+x0"):
         net = speed._one(32, 1, "cpu", iterations=2, stage=stage, execution="auto", repeats=1)
         assert net["stage"] == stage and net["ms_per_iteration"] > 0 and net["recoveries"] == 0
+    for stage in ("sirt", "tv"):  # the classical iterative stages, timed the same way
+        classical = speed._one(32, 1, "cpu", iterations=2, stage=stage, repeats=1)
+        assert classical["stage"] == stage and classical["ms_per_iteration"] > 0
+
+
+def test_speed_benchmark_sets_the_thread_count(monkeypatch):
+    import argparse
+
+    import torch
+
+    from napari_ganrec import threads
+
+    speed = _load("speed")
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "_configured", threads._configured)  # restored afterwards
+    try:
+        assert speed._one(32, 1, "cpu", iterations=1, stage="rwtv", repeats=1, threads=2)["threads"] == 2
+        monkeypatch.setenv("NAPARI_GANREC_THREADS", "1")  # "auto" is what a run chooses: here the variable
+        assert speed._one(32, 1, "cpu", iterations=1, stage="rwtv", repeats=1, threads="auto")["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    assert speed._parse_threads("auto") == "auto" and speed._parse_threads("3") == 3
+    for bad in ("0", "two"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--threads"):
+            speed._parse_threads(bad)
 
 
 def test_speed_benchmark_accuracy_compares_executions():

@@ -213,7 +213,8 @@ def main(argv=None) -> int:
         for size in sizes:
             for batch in batches:
                 for stage in stages:
-                    for execution in executions:
+                    # execution options change the networks' and reweighted TV's step only
+                    for execution in executions if stage in NETWORK_STAGES + ("rwtv",) else executions[:1]:
                         cmd = [sys.executable, __file__, "--_one",
                                f"{size},{batch},{device},{stage},{execution}",
                                "--iterations", str(iterations), "--repeats", str(args.repeats),

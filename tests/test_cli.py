@@ -64,6 +64,35 @@ def test_reconstruct_projection_stack_with_slices(tmp_path):
     assert np.allclose(rec, expected, atol=1e-5)
 
 
+def test_negative_ranges_are_values_not_options(tmp_path):
+    """A tilt series' ``--angles -60:60`` and the last rows ``--slices -2:`` as typed (argparse alone
+    stops at them with "expected one argument")."""
+    path, proj, _ = _stack(tmp_path)
+    out = tmp_path / "rec.tif"
+    assert main(["reconstruct", str(path), "-o", str(out), "--angles", "-60:60", "--method", "fbp",
+                 "--slices", "-2:", "--device", "cpu", "--center", "16"]) == 0
+    with tifffile.TiffFile(out) as tif:
+        rec, meta = tif.asarray(), json.loads(tif.pages[0].description)
+    assert rec.shape == (2, 32, 32)
+    assert meta["angles"][0] == -60.0 and meta["angles"][-1] == pytest.approx(57.0)
+    from napari_ganrec import reconstruct
+
+    expected = reconstruct(proj[:, 2:4].transpose(1, 0, 2), np.linspace(-60, 60, 40, endpoint=False),
+                           method="fbp", device="cpu", center=16)
+    assert np.allclose(rec, expected, atol=1e-5)
+
+
+def test_attach_negative_values_joins_only_options_that_take_a_value():
+    from napari_ganrec.cli import attach_negative_values
+
+    opts = {"--angles", "--slices"}
+    assert attach_negative_values(["x", "--angles", "-70:70", "--slices", "-1:"], opts) == [
+        "x", "--angles=-70:70", "--slices=-1:"]
+    # a flag, a value given with '=', a plain word and a short option stay as they are
+    argv = ["--overwrite", "-1.tif", "--angles=-5:5", "--slices", "a:b", "-o", "-3.tif"]
+    assert attach_negative_values(argv, opts) == argv
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                        f"{m}: {LABELS[m]}" for m in METHODS))
     p.add_argument("--iterations", type=_iterations, default=1000,
                    help="iterations of every iterative stage (default 1000), or per stage: rwtv:300+ganrec:200")
-    p.add_argument("--slices", help="row range A:B of a projection stack (default: all)")
+    p.add_argument("--slices", help="row range A:B of a projection stack, negative from the end as in Python "
+                                    "(default: all)")
     p.add_argument("--center", default="auto", help="centre of rotation in pixels, or 'auto' (default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:N")
     p.add_argument("--seed", type=_seed, default=0,
@@ -122,15 +123,16 @@ def parse_angles(text: str, n_projections: int) -> np.ndarray:
 
 
 def parse_slices(text: str | None, n_rows: int) -> slice:
-    """``"A:B"`` -> a slice of rows, checked against ``n_rows``."""
+    """``"A:B"`` -> a slice of rows, checked against ``n_rows``; negative A or B count from the end,
+    as in Python (``"-2:"``: the last two rows)."""
     if not text:
         return slice(0, n_rows)
     try:
         a, b = (int(v) if v else None for v in text.split(":"))
     except ValueError:
         raise ValueError(f"--slices must be A:B (integers), got {text!r}") from None
-    a = 0 if a is None else a
-    b = n_rows if b is None else b
+    a = 0 if a is None else a + n_rows if a < 0 else a
+    b = n_rows if b is None else b + n_rows if b < 0 else b
     if 0 <= a and b <= n_rows and b <= a:
         raise ValueError(f"--slices {text!r} selects no row: give A < B (the input has {n_rows} rows)")
     if not (0 <= a < b <= n_rows):

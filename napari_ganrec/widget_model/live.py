@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .run import METHOD_LABELS, EngineError
 
 #: metadata key that marks a run's result layers (never offered as an input)
@@ -45,3 +47,15 @@ def final_status(error: str | None, abort_requested: bool) -> str:
     if error is not None:
         return "failed"
     return "stopped" if abort_requested else "finished"
+
+
+def contrast_limits(data, symmetric: bool) -> tuple[float, float]:
+    """Contrast limits of a live picture: ``(-m, m)`` around zero (a residual) or ``(0, max)``.
+
+    An all-zero picture gets ``1.0`` as its bound, so the limits are never empty.
+    """
+    d = np.asarray(data)
+    if symmetric:
+        lim = float(np.max(np.abs(d))) or 1.0
+        return (-lim, lim)
+    return (0.0, float(np.max(d)) or 1.0)

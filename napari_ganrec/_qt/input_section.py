@@ -13,7 +13,7 @@ from napari.layers import Image
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QPushButton
 
 from ..io import NotLineIntegralsError
-from ..widget_model.form import DATA_CHOICES, data_kind_text
+from ..widget_model.form import DATA_CHOICES, auto_center_job, data_kind_text
 from ..widget_model.inputs import (
     BINNINGS,
     LAYOUT_LABELS,
@@ -29,6 +29,11 @@ from .form import hrow, spin
 
 #: metadata key of the preview layers (never offered as an input)
 PREVIEW_KEY = "napari_ganrec_preview"
+
+
+def _unwrap(obj):
+    """The object behind napari's ``PublicOnlyProxy`` (itself when not wrapped)."""
+    return getattr(obj, "__wrapped__", obj)
 
 
 class InputSection(QGroupBox):
@@ -110,6 +115,24 @@ class InputSection(QGroupBox):
         self.layer_combo.blockSignals(False)
         return current != self.layer_combo.currentText()
 
+    def follow_layers(self, on_change: Callable) -> None:
+        """Call ``on_change(event)`` when the viewer's layers are added, removed or moved."""
+        self._on_layers = on_change
+        ev = self.viewer.layers.events
+        for emitter in (ev.inserted, ev.removed, ev.moved):
+            emitter.connect(on_change)
+
+    def unfollow_layers(self) -> None:
+        on_change, self._on_layers = getattr(self, "_on_layers", None), None
+        if on_change is None:
+            return
+        ev = self.viewer.layers.events
+        for emitter in (ev.inserted, ev.removed, ev.moved):
+            try:
+                emitter.disconnect(on_change)
+            except (RuntimeError, ValueError, TypeError):
+                pass
+
     def input_layer(self) -> Image | None:
         """The chosen input layer (or ``None``)."""
         name = self.layer_combo.currentText()
@@ -138,6 +161,22 @@ class InputSection(QGroupBox):
         """Line integrals of rows ``start:stop`` of ``layer`` through the CLI's read path, and their kind."""
         return layer_line_integrals(layer.data, layer.metadata, info.layout, angles, start, stop,
                                     self.data_choice())
+
+    def center_job(self, angles: Callable[[], np.ndarray]):
+        """``(key, compute, row)`` of the automatic centre of the input (the middle row of the slice
+        range, as the CLI), or ``None`` without an input or angles (see :func:`~.form.auto_center_job`)."""
+        layer, info = self.input_info()
+        if layer is None:
+            return None
+        try:
+            a = angles()
+        except ValueError:
+            return None
+        start, stop = self.slice_range()
+        # napari's PublicOnlyProxy makes a new wrapper at each access: identify what is behind it
+        return auto_center_job(layer.data, layer.metadata, layout=info.layout, angles=a,
+                               row=(start + stop) // 2, choice=self.data_choice(),
+                               identity=(id(_unwrap(layer)), id(_unwrap(layer.data))))
 
     def check(self, angles: Callable[[], np.ndarray]) -> None:
         """Tell what the input is taken for (and why), or why it cannot be made into line integrals."""

@@ -9,32 +9,31 @@ Everything the worker needs is captured here, on the main thread, when Run is pr
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from ..center import CenterEstimate
-from ..geometry import Geometry
 from ..io import NotLineIntegralsError
 from ..widget_model.devices import available_devices
 from ..widget_model.form import (
     ANGLE_SOURCES,
     DATA_CHOICES,
-    auto_center_job,
+    prepare_input,
     run_context,
     scan_plan,
 )
 from ..widget_model.inputs import Binning, angles_from_metadata
 from ..widget_model.run import RunParams, RunState, warm_up
+from ..widget_model.warm import BackgroundWarmUp
 from .angles_section import AnglesSection
 from .center_box import CenterBox
-from .closing import AncestorWatcher
+from .closing import DockLifetime
 from .input_section import PREVIEW_KEY, InputSection
 from .method_section import MethodSection
 from .previews import Previews
@@ -67,11 +66,6 @@ _EXPOSED = {
 }
 
 
-def _unwrap(obj):
-    """The object behind napari's ``PublicOnlyProxy`` (itself when not wrapped)."""
-    return getattr(obj, "__wrapped__", obj)
-
-
 class ReconstructionWidget(QWidget):
     """Dock widget streaming a GANrec (or TV / SIRT / FBP) reconstruction into napari.
 
@@ -89,35 +83,20 @@ class ReconstructionWidget(QWidget):
         viewer = self.viewer = napari_viewer
         self.state = RunState()
         self.controller = RunController(viewer, self.state, self)
-        self._docked = False
         self._closed = False
         self.marker = SliceMarker(viewer)
         self._build()
         self.previews = Previews(viewer, (self.fbp_button, self.scan_button), self.status_label.setText, self)
         self._connect()
         self._refresh_layers()
-        self._watcher = AncestorWatcher(self, self.shutdown)
-        self._warm_thread = threading.Thread(
-            target=self._warm_up, args=(self.device_combo.currentText(),), daemon=True,
-            name="napari-ganrec warm-up")
-        self._warm_thread.start()
+        self._watcher = DockLifetime(self, self.shutdown)
+        # the engine initialises in the background (see napari_ganrec.widget_model.run.warm_up)
+        self._warm = BackgroundWarmUp(warm_up, self.device_combo.currentText())
 
     @property
     def warmed_up(self) -> bool:
         """Whether the background engine warm-up is over."""
-        return not self._warm_thread.is_alive()
-
-    @staticmethod
-    def _warm_up(device: str) -> None:
-        """Initialise the engine in the background (see :func:`napari_ganrec.widget_model.run.warm_up`).
-
-        A plain thread: it touches no widget or layer, and a failure here only means the first
-        run initialises the engine itself (and reports any real error then).
-        """
-        try:
-            warm_up(device)
-        except Exception:  # noqa: BLE001, S110 - best effort
-            pass
+        return self._warm.done
 
     # what the boxes know, under the names the widget has always had
     auto_center = property(lambda self: self.center_box.auto_center,
@@ -137,7 +116,7 @@ class ReconstructionWidget(QWidget):
         col.setContentsMargins(4, 4, 4, 4)
         self.input_box = InputSection(self.viewer)
         self.angles_box = AnglesSection()
-        self.center_box = CenterBox(self._auto_inputs)
+        self.center_box = CenterBox(lambda: self.input_box.center_job(self.current_angles))
         self.method_box = MethodSection()
         self.run_box = RunSection()
         for name, attrs in _EXPOSED.items():
@@ -158,9 +137,7 @@ class ReconstructionWidget(QWidget):
         self.angles_box.on_source()
 
     def _connect(self) -> None:
-        ev = self.viewer.layers.events
-        for emitter in (ev.inserted, ev.removed, ev.moved):
-            emitter.connect(self._refresh_layers)
+        self.input_box.follow_layers(self._refresh_layers)
         for combo in (self.layer_combo, self.layout_combo, self.data_combo):
             combo.currentIndexChanged.connect(self._on_layer_changed)
         self.slice_spin.valueChanged.connect(self._on_slice_changed)
@@ -184,14 +161,6 @@ class ReconstructionWidget(QWidget):
         self.loss_plot.defer = lambda: self.controller._last_render + quiet - time.perf_counter()
         self.controller.defer = lambda: self.loss_plot.last_draw + quiet - time.perf_counter()
         self.controller.run_ended.connect(self._on_run_ended)
-
-    def _disconnect_viewer(self) -> None:
-        ev = self.viewer.layers.events
-        for emitter in (ev.inserted, ev.removed, ev.moved):
-            try:
-                emitter.disconnect(self._refresh_layers)
-            except (RuntimeError, ValueError, TypeError):
-                pass
 
     # ================================================================== input
     def _refresh_layers(self, event=None) -> None:
@@ -294,22 +263,6 @@ class ReconstructionWidget(QWidget):
         self.center_box.request()
 
     # ================================================================== centre
-    def _auto_inputs(self):
-        """``(key, compute, row)`` of the automatic centre of the current input (the middle row of the
-        slice range, as the CLI), or ``None``."""
-        layer, info = self._input_info()
-        if layer is None:
-            return None
-        try:
-            angles = self.current_angles()
-        except ValueError:
-            return None
-        start, stop = self.slice_range()
-        # napari's PublicOnlyProxy makes a new wrapper at each access: identify what is behind it
-        return auto_center_job(layer.data, layer.metadata, layout=info.layout, angles=angles,
-                               row=(start + stop) // 2, choice=self.data_choice(),
-                               identity=(id(_unwrap(layer)), id(_unwrap(layer.data))))
-
     def set_center(self, value: float) -> None:
         """Type a centre (detector pixels of the input): automatic is switched off."""
         self.center_box.set_center(value)
@@ -345,28 +298,23 @@ class ReconstructionWidget(QWidget):
             raise ValueError("choose an input image layer first")
         angles = self.current_angles()
         binning = self.binning()
-        start, stop = self.slice_range()
-        if preview:
-            stop = min(start + binning.row_factor, info.n_slices)
-        r0, r1 = binning.rows_used(start, stop)
-        try:
-            sinos, kind = self.input_box.line_integrals(layer, info, r0, r1, angles)
-        except NotLineIntegralsError as exc:
-            self.input_box.show_problem(f"Cannot reconstruct {layer.name!r}: {exc}")
-            raise
-        sinos = binning.apply(sinos)
-        center_px = self.current_center()
-        center = binning.center(center_px)
-        Geometry.create(angles, sinos.shape[-1], center)  # validates the centre now
-        n_out = sinos.shape[0]
-        params = RunParams(angles=tuple(angles), center=center, **self.method_box.run_values(n_out))
-        if n_out == 1:
-            sinos = sinos[0]
+
+        def read(r0: int, r1: int):
+            try:
+                return self.input_box.line_integrals(layer, info, r0, r1, angles)
+            except NotLineIntegralsError as exc:
+                self.input_box.show_problem(f"Cannot reconstruct {layer.name!r}: {exc}")
+                raise
+
+        p = prepare_input(read, self.current_center, angles=angles, binning=binning,
+                          slices=self.slice_range(), n_slices=info.n_slices, preview=preview)
+        n_out = p.sinograms.shape[0]
+        params = RunParams(angles=tuple(angles), center=p.center_binned, **self.method_box.run_values(n_out))
         context = run_context(
             source=layer.name, layer_scale=tuple(layer.scale), info=info, binning=binning,
-            center=center_px, center_binned=center, center_method=self.center_box.center_method(),
-            kind=kind.kind, kind_reason=kind.reason, rows_read=(r0, r1), slices=(start, stop))
-        return sinos, params, context
+            center=p.center, center_binned=p.center_binned, center_method=self.center_box.center_method(),
+            kind=p.kind.kind, kind_reason=p.kind.reason, rows_read=p.rows_read, slices=p.slices)
+        return (p.sinograms[0] if n_out == 1 else p.sinograms), params, context
 
     def run(self) -> bool:
         """Start a run (the Run button); returns whether one started."""
@@ -429,23 +377,6 @@ class ReconstructionWidget(QWidget):
         self._on_progress()
 
     # ================================================================== closing
-    def event(self, event) -> bool:
-        if event.type() == QEvent.Type.ParentChange:
-            if self.parent() is not None:
-                self._docked = True
-                self._watcher.watch()
-            elif self._docked:  # napari removed the dock widget: stop the run
-                self.shutdown()
-        return super().event(event)
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self._watcher.watch()
-        super().showEvent(event)
-
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self.shutdown()
-        super().closeEvent(event)
-
     def shutdown(self) -> None:
         """Stop any run and preview and wait for their threads (closing the widget or viewer)."""
         if self._closed:
@@ -454,7 +385,7 @@ class ReconstructionWidget(QWidget):
         self.controller.shutdown()
         self.previews.shutdown()
         self.center_box.shutdown()
-        self._warm_thread.join(30)
-        self._disconnect_viewer()
+        self._warm.join(30)
+        self.input_box.unfollow_layers()
         self._watcher.release()
 

@@ -6,7 +6,8 @@ can be tested without a GUI.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -189,3 +190,69 @@ def auto_center_job(data, metadata: Mapping | None, *, layout: str, angles, row:
         return estimate_center(sino[0], angles)
 
     return key, compute, int(row)
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """The sinograms of a run, binned, and where they come from.
+
+    Attributes
+    ----------
+    sinograms : ndarray
+        ``(slices, angles, detector)`` after binning.
+    kind : object
+        What the input was taken for (:class:`napari_ganrec.io.DataKind`, as ``read`` returned it).
+    rows_read, slices : (int, int)
+        The input rows read and the slice range asked for.
+    center, center_binned : float
+        The centre in input pixels and on the binned detector.
+    """
+
+    sinograms: np.ndarray
+    kind: Any
+    rows_read: tuple[int, int]
+    slices: tuple[int, int]
+    center: float
+    center_binned: float
+
+
+def prepare_input(read: Callable, center: Callable[[], float], *, angles, binning: Binning,
+                  slices: tuple[int, int], n_slices: int, preview: bool = False) -> PreparedInput:
+    """Read, bin and check the input of a run (or of a preview: the first binned slice only).
+
+    Parameters
+    ----------
+    read : callable
+        ``read(r0, r1) -> (sinograms, kind)``: line integrals of input rows ``r0:r1``.
+    center : callable
+        ``center() -> float``: the centre in input pixels (asked after the read, as it may be found
+        on the data).
+    angles : array_like
+        The projection angles (degrees).
+    binning : Binning
+        The binning of the run.
+    slices : (int, int)
+        The slice range ``(start, stop)``.
+    n_slices : int
+        The input's slice count (a preview stops there).
+    preview : bool
+        Only the first (binned) slice of the range.
+
+    Raises
+    ------
+    ValueError
+        A slice range too short for the binning, or a centre outside the binned detector (and whatever
+        ``read`` or ``center`` raise).
+    """
+    from ..geometry import Geometry
+
+    start, stop = int(slices[0]), int(slices[1])
+    if preview:
+        stop = min(start + binning.row_factor, int(n_slices))
+    r0, r1 = binning.rows_used(start, stop)
+    sinos, kind = read(r0, r1)
+    sinos = binning.apply(sinos)
+    center_px = float(center())
+    c = binning.center(center_px)
+    Geometry.create(angles, sinos.shape[-1], c)  # validates the centre now
+    return PreparedInput(sinos, kind, (r0, r1), (start, stop), center_px, c)

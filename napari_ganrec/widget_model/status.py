@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .run import RunState, format_seconds
+from .state import RunState, format_seconds
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,7 @@ class ReconstructionWidget(QWidget):
         self.setMinimumWidth(360)
         self.run_box.show_buttons(self.state.status)
         self.angles_box.on_source()
+        self._update_wedge()  # 'changed' is connected only later, in _connect
 
     def _connect(self) -> None:
         self.input_box.follow_layers(self._refresh_layers)
@@ -366,7 +367,7 @@ class ReconstructionWidget(QWidget):
 
     # ================================================================== state
     def _on_status(self, status: str) -> None:
-        self.run_box.show_buttons(status)
+        self.run_box.show_buttons(self.state.status)
         self._on_progress()
 
     def _on_progress(self, *_) -> None:

@@ -1,9 +1,11 @@
-"""Worker wiring of one reconstruction run: thread worker, live layers, progress bar.
+"""The life of one reconstruction run: start in stages, pause, resume, stop, finish.
 
-The controller owns at most one :func:`napari_ganrec.widget_model.run.run_reconstruction` worker at a
-time. Everything it does to napari (layers, progress, notifications) happens on the main thread,
-in the worker's ``yielded``/``returned``/``errored``/``finished`` handlers; the worker gets only
-plain parameters and an array captured before it starts.
+The worker itself is made and taken apart in :mod:`.run_worker`, its layers are :mod:`.live_layers`,
+its progress bar and paint latency :mod:`.run_progress`. The controller owns at most one
+:func:`napari_ganrec.widget_model.run.run_reconstruction` worker at a time. Everything it does to
+napari (layers, progress, notifications) happens on the main thread, in the worker's
+``yielded``/``returned``/``errored``/``finished`` handlers; the worker gets only plain parameters
+and an array captured before it starts.
 """
 
 from __future__ import annotations
@@ -15,33 +17,16 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import numpy as np
-from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
-from ..widget_model.run import (
-    METHOD_LABELS,
-    EngineError,
-    RunParams,
-    RunState,
-    RunUpdate,
-    run_metadata,
-    run_reconstruction,
-)
-from .framing import framing_steps
+from ..widget_model.live import RESULT_KEY, error_text, final_status, live_layer_name
+from ..widget_model.run import METHOD_LABELS, RunParams, RunState, RunUpdate, run_metadata
+from .live_layers import LiveLayers
+from .run_progress import PaintLatency, ThrottledProgress
+from .run_worker import Handlers, close_generator, detach_and_stop, make_run_worker
 
-RESULT_KEY = "napari_ganrec_result"
-
-
-def live_layer_name(source: str, slices: tuple[int, int] | None, method: str) -> str:
-    """``"<input> slice 12 GANrec"`` (or ``slices 10-19``; no slice for a single sinogram)."""
-    label = METHOD_LABELS.get(method, method)
-    if slices is None:
-        return f"{source} {label}"
-    a, b = slices
-    where = f"slice {a}" if b - a == 1 else f"slices {a}-{b - 1}"
-    return f"{source} {where} {label}"
+__all__ = ["RunController", "live_layer_name", "RESULT_KEY"]
 
 
 class RunController(QObject):
@@ -72,9 +57,9 @@ class RunController(QObject):
         super().__init__(parent)
         self.viewer = viewer
         self.state = state if state is not None else RunState()
-        self.image_layer = None
-        self.residual_layer = None
-        self.preview_latencies: list[float] = []
+        #: milliseconds of event loop between the stages of a start
+        self.stage_gap_ms = 20
+        self.live = LiveLayers(viewer, self._timed, lambda: self.stage_gap_ms)
         self.iterate: Callable | None = None
         self._worker = None
         self._starting = False
@@ -82,23 +67,14 @@ class RunController(QObject):
         self._nested_cpu = 0.0
         self._done = threading.Event()
         self._done.set()
-        self._pbar = None
-        self._pbar_n = 0
-        self._pbar_at = 0.0
-        #: seconds between two moves of napari's progress bar
-        self.progress_interval = 0.25
-        #: milliseconds of event loop between the stages of a start
-        self.stage_gap_ms = 20
+        self._progress = ThrottledProgress(interval=0.25)
         #: keep the objects that exist when a run starts out of garbage collections during it
         self.freeze_gc = True
         self._frozen = False
         self._params: RunParams | None = None
         self._context: dict = {}
-        self._await_paint: float | None = None
         self._error: str | None = None
-        self._draw_emitter = None
         self._pending: RunUpdate | None = None
-        self._revealed = False
         #: seconds between two refreshes of the live layers (each costs a canvas redraw, which
         #: with software OpenGL takes tens of milliseconds): at most 10 pictures a second
         self.render_interval = 0.1
@@ -113,7 +89,24 @@ class RunController(QObject):
         #: start stage, an update, a refresh of the layers, a framing step): the work done on the
         #: main thread per update, which a busy machine does not inflate (time.thread_time)
         self.main_thread_work: list[tuple[str, float]] = []
-        self._connect_draw()
+        self._latency = PaintLatency(viewer)
+
+    # ------------------------------------------------------------------ what the run shows
+    image_layer = property(lambda self: self.live.image, doc="The run's live image layer (or None).")
+    residual_layer = property(lambda self: self.live.residual, doc="Its residual layer (or None).")
+    uncertainty_layer = property(lambda self: self.live.uncertainty, doc="Its uncertainty layer (or None).")
+    preview_latencies = property(lambda self: self._latency.latencies,
+                                 doc="Seconds from an engine step to the canvas draw that first showed it.")
+    _pbar = property(lambda self: self._progress.bar, doc="napari's progress bar of the run (or None).")
+
+    @property
+    def progress_interval(self) -> float:
+        """Seconds between two moves of napari's progress bar."""
+        return self._progress.interval
+
+    @progress_interval.setter
+    def progress_interval(self, value: float) -> None:
+        self._progress.interval = float(value)
 
     # ------------------------------------------------------------------ public
     @property
@@ -148,11 +141,8 @@ class RunController(QObject):
                              started=datetime.now(timezone.utc), name=live_layer_name(
                                  source, slices, params.method))
         self._error = None
-        self.image_layer = None
-        self.residual_layer = None
-        self.uncertainty_layer = None
+        self.live.reset()
         self._starting = True
-        self._revealed = False
         if self.freeze_gc and not self._frozen:
             # A full (generation 2) collection walks every object of the session -- napari, Qt
             # wrappers, torch -- and stalls every thread for up to half a second (measured: 508 ms
@@ -204,22 +194,11 @@ class RunController(QObject):
             QTimer.singleShot(self.stage_gap_ms, self._next_stage)
 
     def _start_worker(self, sinograms, params: RunParams) -> None:
-        self._pbar_n, self._pbar_at = 0, time.perf_counter()
-        self._pbar = progress(total=params.total,
-                              desc=f"{METHOD_LABELS[params.method]}: {self._context['name']}")
-        kwargs = {} if self.iterate is None else {"iterate": self.iterate}
-        worker = create_worker(run_reconstruction, sinograms, params, _start_thread=False,
-                               _ignore_errors=True, **kwargs)
-        self._done = threading.Event()
-        # set from the worker thread itself, so shutdown() can wait without an event loop
-        worker.finished.connect(self._done.set, Qt.ConnectionType.DirectConnection)
-        worker.yielded.connect(self._on_update)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_error)
-        worker.aborted.connect(self._on_aborted)
-        worker.paused.connect(self._on_paused)
-        worker.resumed.connect(self._on_resumed)
-        worker.finished.connect(self._on_finished)
+        self._progress.open(params.total, f"{METHOD_LABELS[params.method]}: {self._context['name']}")
+        handlers = Handlers(yielded=self._on_update, returned=self._on_returned, errored=self._on_error,
+                            aborted=self._on_aborted, paused=self._on_paused, resumed=self._on_resumed,
+                            finished=self._on_finished)
+        worker, self._done = make_run_worker(sinograms, params, handlers, self.iterate)
         self._worker = worker
         self._starting = False
         worker.start()
@@ -259,7 +238,7 @@ class RunController(QObject):
         For closing the widget or the viewer: afterwards no worker signal reaches this object.
         Returns whether the thread finished within ``timeout`` seconds.
         """
-        self._disconnect_draw()
+        self._latency.disconnect()
         if self._starting:
             self._starting = False
             self._stages = []
@@ -268,22 +247,7 @@ class RunController(QObject):
         worker = self._worker
         if worker is None:
             return True
-        for sig in (worker.yielded, worker.returned, worker.errored, worker.aborted,
-                    worker.paused, worker.resumed):
-            try:
-                sig.disconnect()
-            except (TypeError, RuntimeError):
-                pass
-        try:
-            worker.finished.disconnect(self._on_finished)
-        except (TypeError, RuntimeError):
-            pass
-        worker.quit()
-        if worker.is_paused:
-            worker.resume()
-        ok = True
-        if worker.is_running or getattr(worker, "_paused", False):
-            ok = self._done.wait(timeout)
+        ok = detach_and_stop(worker, self._done, self._on_finished, timeout)
         self._finish("stopped")
         return ok
 
@@ -301,7 +265,8 @@ class RunController(QObject):
             self._pending = update
             if not self._render_timer.isActive():
                 self._render_timer.start(self._render_delay_ms())
-        self._update_progress(update.iteration, update.iteration >= update.total)
+        # the bar last: moving it processes pending events (see ThrottledProgress)
+        self._progress.move(update.iteration, update.iteration >= update.total)
 
     def _render_delay_ms(self) -> int:
         now = time.perf_counter()
@@ -320,30 +285,11 @@ class RunController(QObject):
             self._last_render = time.perf_counter()
             self._show_image(update)
 
-    def _update_progress(self, iteration: int, force: bool = False) -> None:
-        """Move napari's progress bar, at most a few times a second.
-
-        napari's progress bar processes pending events when it moves, which may run the next
-        update's handler inside this one: so it comes last, after the state is consistent.
-        """
-        pbar = self._pbar
-        now = time.perf_counter()
-        if pbar is None or iteration <= self._pbar_n:
-            return
-        if not force and now - self._pbar_at < self.progress_interval:
-            return
-        delta = iteration - self._pbar_n
-        self._pbar_n, self._pbar_at = iteration, now
-        pbar.update(delta)
-
     def _on_returned(self, summary) -> None:
         self._context["device"] = getattr(summary, "device", None)
 
     def _on_error(self, exc: BaseException) -> None:
-        if isinstance(exc, (ValueError, EngineError)):
-            self._error = str(exc)
-        else:
-            self._error = f"{type(exc).__name__}: {exc}"
+        self._error = error_text(exc)
         show_error(f"Reconstruction failed: {self._error}")
 
     def _on_aborted(self) -> None:
@@ -361,13 +307,7 @@ class RunController(QObject):
         worker = self._worker
         if worker is None:
             return
-        if self._error is not None:
-            status = "failed"
-        elif worker.abort_requested:
-            status = "stopped"
-        else:
-            status = "finished"
-        self._finish(status)
+        self._finish(final_status(self._error, worker.abort_requested))
 
     # ------------------------------------------------------------------ helpers
     def _finish(self, status: str) -> None:
@@ -379,21 +319,11 @@ class RunController(QObject):
         self._render()  # the last image the worker sent
         worker, self._worker = self._worker, None
         if worker is not None:
-            gen = getattr(worker, "_gen", None)
-            if gen is not None:
-                try:
-                    gen.close()  # frees the solver now rather than at garbage collection
-                except ValueError:  # still executing (shutdown timed out)
-                    pass
-        if self._pbar is not None:
-            pbar, self._pbar = self._pbar, None
-            pbar.close()
+            close_generator(worker)
+        self._progress.close()
         self.state.message = self._error or ""
         if self.state.n_images == 0:  # nothing was shown: drop the empty placeholders
-            for layer in (self.image_layer, self.residual_layer, self.uncertainty_layer):
-                if layer is not None and layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
-            self.image_layer = self.residual_layer = self.uncertainty_layer = None
+            self.live.drop()
         self.state.status = status
         self._update_metadata(status)
         self.run_ended.emit(status)
@@ -414,123 +344,23 @@ class RunController(QObject):
     def _update_metadata(self, status: str) -> None:
         if self._params is None:
             return
-        for layer, kind in ((self.image_layer, "image"), (self.residual_layer, "residual"),
-                            (self.uncertainty_layer, "uncertainty")):
-            if layer is not None:
-                md = self._metadata(status)
-                md["content"] = kind
-                layer.metadata.update(md)
+        self.live.update_metadata(lambda: self._metadata(status))
 
     def _add_image_layer(self, sino_shape: tuple[int, ...]) -> None:
-        """Add the run's live layer before the worker starts.
-
-        Adding a napari layer is the costliest thing the main thread does for a run (Qt controls,
-        a vispy visual); doing it at the click keeps it out of the stream of updates.
-        """
-        n_det = int(sino_shape[-1])
-        img_shape = (n_det, n_det) if len(sino_shape) == 2 else (int(sino_shape[0]), n_det, n_det)
-        md = self._metadata("running")
-        scale = (self._context["slice_scale"],) * (len(img_shape) - 2) + tuple(self._context["scale"])
-        self.image_layer = self.viewer.add_image(
-            np.zeros(img_shape, np.float32), name=self._context["name"],
-            metadata={**md, "content": "image"}, colormap="gray", scale=scale,
-            contrast_limits=(0.0, 1.0), visible=False)
+        ctx = self._context
+        self.live.add_image(sino_shape, ctx["name"], self._metadata("running"), ctx["scale"], ctx["slice_scale"])
 
     def _add_residual_layer(self, sino_shape: tuple[int, ...]) -> None:
-        """The second live layer (model sinogram minus data), if asked for."""
-        if not self._params.residual:
-            return
-        md = self._metadata("running")
-        self.residual_layer = self.viewer.add_image(
-            np.zeros(sino_shape, np.float32), name=f"{self._context['name']} residual",
-            metadata={**md, "content": "residual"}, colormap="PiYG", contrast_limits=(-1.0, 1.0),
-            visible=False)
+        if self._params.residual:
+            self.live.add_residual(sino_shape, self._context["name"], self._metadata("running"))
 
     def _add_uncertainty_layer(self, sino_shape: tuple[int, ...]) -> None:
-        """The optional uncertainty layer: where the last iterates of the final stage disagree (a stage
-        that averages iterates: reweighted TV, GANrec)."""
-        if not (self._params.uncertainty and hasattr(self._params.plan.stages[-1].config, "average_last")):
-            return
-        n_det = int(sino_shape[-1])
-        img_shape = (n_det, n_det) if len(sino_shape) == 2 else (int(sino_shape[0]), n_det, n_det)
-        md = self._metadata("running")
-        scale = (self._context["slice_scale"],) * (len(img_shape) - 2) + tuple(self._context["scale"])
-        self.uncertainty_layer = self.viewer.add_image(
-            np.zeros(img_shape, np.float32), name=f"{self._context['name']} uncertainty",
-            metadata={**md, "content": "uncertainty"}, colormap="magma", scale=scale,
-            contrast_limits=(0.0, 1.0), blending="additive", visible=False)
+        """Only for a final stage that averages its last iterates (reweighted TV, GANrec)."""
+        if self._params.uncertainty and hasattr(self._params.plan.stages[-1].config, "average_last"):
+            ctx = self._context
+            self.live.add_uncertainty(sino_shape, ctx["name"], self._metadata("running"), ctx["scale"],
+                                      ctx["slice_scale"])
 
     def _show_image(self, update: RunUpdate) -> None:
-        layer = self.image_layer
-        if layer is None or layer not in self.viewer.layers:
-            return  # the user removed it: the run goes on without a picture
-        layer.data = np.asarray(update.image)
-        layer.reset_contrast_limits()
-        reveal = not self._revealed
-        if reveal:
-            # added hidden (so adding it does not also draw it), shown with its first picture,
-            # alone and framed: the canvas leaves the projection stack's axes for the result's
-            self._revealed = True
-            layer.visible = True
-            self._frame_later(framing_steps(self.viewer, layer,
-                                            keep=(self.residual_layer, self.uncertainty_layer)))
-        layer.metadata["iterations"] = int(update.image_iteration)
-        layer.metadata["elapsed_s"] = round(float(update.elapsed), 3)
-        res = self.residual_layer
-        if update.residual is not None and res is not None and res in self.viewer.layers:
-            r = np.asarray(update.residual)
-            lim = float(np.max(np.abs(r))) or 1.0
-            res.data = r
-            res.contrast_limits = (-lim, lim)
-            res.metadata["iterations"] = int(update.image_iteration)
-            if reveal:
-                res.visible = True
-        unc = self.uncertainty_layer
-        if update.uncertainty is not None and unc is not None and unc in self.viewer.layers:
-            u = np.asarray(update.uncertainty)
-            unc.data = u
-            unc.contrast_limits = (0.0, float(np.max(u)) or 1.0)
-            unc.metadata["iterations"] = int(update.image_iteration)
-            if reveal:
-                unc.visible = True
-        self._await_paint = update.produced_at
-
-    def _frame_later(self, steps: list) -> None:
-        """Run the framing steps one per event-loop turn (each costs a redraw of the layer list
-        or canvas), so that the viewer keeps answering in between."""
-        if not steps:
-            return
-        step = steps.pop(0)
-
-        def run():
-            image = self.image_layer
-            if image is not None and image in self.viewer.layers:
-                self._timed("framing", step)
-                self._frame_later(steps)
-
-        QTimer.singleShot(self.stage_gap_ms, run)
-
-    # latency from an engine step to the canvas draw that shows it
-    def _connect_draw(self) -> None:
-        # napari hands plugin widgets a PublicOnlyProxy of the viewer; the canvas's draw event
-        # (for the latency figure only) is private, so it is read from the viewer behind it
-        viewer = getattr(self.viewer, "__wrapped__", self.viewer)
-        try:
-            emitter = viewer.window._qt_viewer.canvas._scene_canvas.events.draw
-        except AttributeError:
-            return
-        emitter.connect(self._on_draw)
-        self._draw_emitter = emitter
-
-    def _disconnect_draw(self) -> None:
-        if self._draw_emitter is not None:
-            try:
-                self._draw_emitter.disconnect(self._on_draw)
-            except (RuntimeError, ValueError, TypeError):
-                pass
-            self._draw_emitter = None
-
-    def _on_draw(self, event=None) -> None:
-        if self._await_paint is not None:
-            self.preview_latencies.append(time.perf_counter() - self._await_paint)
-            self._await_paint = None
+        if self.live.show(update):
+            self._latency.expect(update.produced_at)

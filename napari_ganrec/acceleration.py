@@ -27,7 +27,7 @@ option                 CUDA (``"auto"``)                           CPU (``"auto"
 =====================  =========================================  ===========================
 
 On MPS every ``"auto"`` is off. What the CPU choices bought, measured on one thread of an AMD
-EPYC (paper preset, 120 projections; CPU time per iteration, the machine shared): fused Adam
+EPYC (GANrec, ``method="ganrec"``, 120 projections; CPU time per iteration, the machine shared): fused Adam
 768 -> 580 ms at 256 px (the unfused update over the 25 M weights allocates and reads several
 temporaries of each weight matrix), channels-last 580 -> 516 ms at 256 px (oneDNN's NHWC
 convolutions), the heap setting about 60 ms at 256 px (without it, every iteration page-faults

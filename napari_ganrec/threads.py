@@ -14,7 +14,7 @@ Spin-waiting: importing ``napari_ganrec`` sets ``OMP_WAIT_POLICY=PASSIVE`` unles
 already, so that torch's OpenMP threads sleep at the end of a parallel region instead of spinning
 (it acts only when ``napari_ganrec`` is imported before torch; otherwise set it yourself). Measured
 (``benchmarks/reference.py --impls ours --sizes 128 --busy 2``, 2 cores shared with the load of
-other jobs, load average 11-16): a paper-preset step at 128 px with 2 threads took 7398 ms with
+other jobs, load average 11-16): a GANrec (``method="ganrec"``) step at 128 px with 2 threads took 7398 ms with
 libgomp's default policy and 279 ms with ``PASSIVE``, against 775-1751 ms with 1 thread; with the
 threads chosen here (1 under that load) 1404 ms against 1751 ms with 1 thread.
 """

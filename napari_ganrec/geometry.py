@@ -257,8 +257,10 @@ def validate_seed(seed, name: str = "seed") -> int:
     return seed
 
 
-def validate_weight(value, name: str = "tv_weight", allow_none: bool = True) -> float | None:
-    """Check a regularisation weight: a finite number >= 0 (or ``None`` for the default).
+def validate_weight(value, name: str = "tv_weight", allow_none: bool = True,
+                    allow_auto: bool = True) -> float | str | None:
+    """Check a regularisation weight: a finite number >= 0 (or ``None`` for the default, or
+    ``"auto"``: chosen from the data's noise by the stages that can, see :mod:`napari_ganrec.noise`).
 
     Raises
     ------
@@ -267,8 +269,11 @@ def validate_weight(value, name: str = "tv_weight", allow_none: bool = True) -> 
     """
     if value is None and allow_none:
         return None
+    if allow_auto and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        also = " or 'auto'" if allow_auto else ""
+        raise ValueError(f"{name} must be a finite number >= 0{also}, got {value!r}")
     v = float(value)
     if not np.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

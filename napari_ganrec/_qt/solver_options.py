@@ -42,6 +42,13 @@ def _field_doc(config_cls, name: str) -> str:
     return ""
 
 
+def _number_text(value: Any) -> str:
+    """What a number field shows: ``"auto"`` as it is, ``None`` as empty, a number by ``repr``."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else repr(float(value))
+
+
 def _stage_fields(name: str) -> dict[str, Any]:
     cfg = REGISTRY[name].config()
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _HIDDEN}
@@ -71,7 +78,7 @@ class _Form(QWidget):
             if name == "units":
                 w.setSpecialValueText("auto")
         else:
-            w = QLineEdit(repr(float(value)) if value is not None else "")
+            w = QLineEdit(_number_text(value))
         w.setToolTip(tooltip)
         w.setObjectName(name)
         self.editors[name] = w
@@ -87,7 +94,7 @@ class _Form(QWidget):
             elif isinstance(w, QSpinBox):
                 w.setValue(0 if v is None else int(v))
             elif isinstance(w, QLineEdit):
-                w.setText(repr(float(v)))
+                w.setText(_number_text(v))
 
     def values(self) -> dict[str, Any]:
         """Current values; raises ValueError naming a field that is not a number."""
@@ -101,11 +108,14 @@ class _Form(QWidget):
                 out[name] = None if (name == "units" and w.value() == 0) else w.value()
             else:
                 text = w.text().strip()
+                if text.lower() == "auto" or not text:  # "auto": chosen from the data; empty: None
+                    out[name] = "auto" if text else None
+                    continue
                 try:
                     out[name] = float(text)
                 except ValueError:
                     raise ValueError(
-                        f"solver option {name} must be a number, got {text!r}"
+                        f"solver option {name} must be a number or 'auto', got {text!r}"
                     ) from None
         return out
 

@@ -37,8 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda:N")
     p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the network initialisation (0 to 2**63-1), or 'random' (recorded in the metadata)")
-    p.add_argument("--tv-weight", type=float, default=None,
-                   help="dimensionless TV weight of the tv and rwtv stages (default 0.03 and 0.1)")
+    p.add_argument("--tv-weight", type=_tv_weight, default=None,
+                   help="dimensionless TV weight of the tv and rwtv stages (default 0.03 and, for rwtv, "
+                   "'auto': chosen from the data's noise, 0.1 on noise-free data; recorded in the metadata)")
     p.add_argument("--warm-iterations", type=_iterations, default=100,
                    help="iterations of every stage of each later slice, warm-started from the previous "
                    "slice's states (default 100), or per stage: rwtv:100+ganrec:50")
@@ -170,6 +171,16 @@ def acceleration_of(args: argparse.Namespace):
                         check_every=args.check_every)
 
 
+def _tv_weight(text: str):
+    """``--tv-weight``: a number, or ``auto`` (reweighted TV chooses it from the data's noise)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 or 'auto', got {text!r}") from None
+
+
 def _iterations(text: str):
     """``"1000"`` -> 1000; ``"rwtv:300+ganrec:200"`` -> that spec (checked against the method later)."""
     text = str(text).strip()
@@ -190,7 +201,19 @@ def _plan(args: argparse.Namespace):
 def _stage_options(args: argparse.Namespace) -> dict:
     from ..geometry import validate_weight
 
-    return {} if args.tv_weight is None else {"tv_weight": validate_weight(args.tv_weight, name="--tv-weight")}
+    out = {} if args.tv_weight is None else {"tv_weight": validate_weight(args.tv_weight, name="--tv-weight")}
+    out.update(getattr(args, "resolved_configs", {}))  # automatic settings chosen once (run_reconstruct)
+    return out
+
+
+def _resolve_plan(args: argparse.Namespace, plan, sinogram: np.ndarray):
+    """``plan`` with its automatic options (reweighted TV's ``"auto"`` strength) chosen from
+    ``sinogram`` (the middle slice), once for every slice; the chosen configs go into
+    ``args.resolved_configs`` so that every later plan of this run uses them."""
+    resolved = plan.resolved(sinogram)
+    args.resolved_configs = {new.name: new.config for new, old in zip(resolved.stages, plan.stages)
+                             if new.config is not old.config}
+    return resolved
 
 
 def _engine_options(args: argparse.Namespace) -> dict:
@@ -232,6 +255,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         middle = line_integrals(data, (rows.start + rows.stop) // 2, kind=kind)[0]
         source_meta = {k: v for k, v in data.metadata.items() if isinstance(v, (str, int, float, bool))}
         center = _resolve_center(args.center, middle, angles)
+        plan = _resolve_plan(args, plan, middle)
+        warm_plan = plan.with_iterations(args.warm_iterations)
         iterations = args.iterations
         n_rows = rows.stop - rows.start
         meta = {

@@ -21,7 +21,8 @@ Iterations are stated per stage, in one of three ways (see :func:`make_plan`):
 
 Options are fields of the stages' configs: ``tv_weight=0.3`` goes to every stage of the chain that
 has that field (TV, reweighted TV), ``ganrec={"lr_g": 5e-4}`` to one stage only; a name no stage
-of the chain knows is a ``ValueError``.
+of the chain knows is a ``ValueError``. Reweighted TV's ``tv_weight``/``eps`` default to ``"auto"``
+(from the data's noise); :meth:`Plan.resolved` chooses them for a sinogram.
 """
 
 from __future__ import annotations
@@ -165,6 +166,16 @@ class Plan:
                 d["config"] = s.config.to_dict()
             stages.append(d)
         return {"method": self.name, "stages": stages}
+
+    def resolved(self, sinograms) -> Plan:
+        """The same plan with every automatic option chosen for ``sinograms`` (reweighted TV's
+        ``tv_weight="auto"``/``eps="auto"``: :meth:`~napari_ganrec.methods.rwtv.RWTVConfig.resolved`),
+        so that all slices of a run get one setting and :meth:`describe` records it."""
+        out = []
+        for s in self.stages:
+            resolve = getattr(s.config, "resolved", None)
+            out.append(dataclasses.replace(s, config=resolve(sinograms)) if resolve else s)
+        return Plan(tuple(out))
 
     def with_iterations(self, iterations) -> Plan:
         """The same stages and configs with other iteration counts (int or ``{stage: n}``)."""

@@ -10,12 +10,22 @@ diagonal preconditioners of Pock and Chambolle (2011): nothing to tune.
 
 This is the solver that earlier versions ran inside the GANrec solver as its "prior stage"; it
 won the quality benchmarks on its own (docs/experiments.md), so it carries its own name.
+
+``tv_weight="auto"`` and ``eps="auto"`` (the defaults) take the strength from the data: the
+sinogram's noise (:func:`napari_ganrec.noise.estimate_noise`, relative to ``mean|b|``) is mapped by
+:func:`napari_ganrec.noise.auto_strength`; noise-free data get (0.1, 0.1), noisier data a larger
+weight and a larger edge scale (docs/prior_strength.md). :meth:`RWTVConfig.resolved` makes the
+choice (the callers that write metadata call it once per run, on the middle slice, so a volume
+has one setting and the record says which); a number given for a field always wins.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..acceleration import CompiledOrEager, Losses, resolve_acceleration
@@ -23,7 +33,23 @@ from ._ops import RunningMean, div, grad, safe_inverse, tv_weight_scale
 from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
 
-__all__ = ["RWTVConfig", "RWTV", "image_scale"]
+__all__ = ["RWTVConfig", "RWTV", "image_scale", "AUTO"]
+
+#: The value of ``tv_weight``/``eps`` that asks for the automatic setting.
+AUTO = "auto"
+
+
+def _auto_or_number(value, name: str, positive: bool) -> float | str:
+    """``"auto"`` (any case) stays ``"auto"``; a finite number (> 0 or >= 0) becomes a float."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"RWTVConfig.{name} must be 'auto' or a finite number {bound}, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or (v <= 0 if positive else v < 0):
+        raise ValueError(f"RWTVConfig.{name} must be 'auto' or a finite number {bound}, got {value!r}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -32,11 +58,12 @@ class RWTVConfig(StageConfig):
 
     Attributes
     ----------
-    tv_weight : float
-        Dimensionless weight ``lam`` of the (reweighted) TV term. Noisy data: 0.3.
-    eps : float
-        Edge scale of the log penalty, in units of the image scale (smaller: more edge-selective;
-        noisy data: 1.0).
+    tv_weight : float or "auto"
+        Dimensionless weight ``lam`` of the (reweighted) TV term; "auto": from the data's noise
+        (noise-free: 0.1).
+    eps : float or "auto"
+        Edge scale of the log penalty, in units of the image scale (smaller: more edge-selective);
+        "auto": from the data's noise (noise-free: 0.1).
     reweight_every : int
         Iterations between two renewals of the weights (0: plain TV with these steps).
     average_last : int
@@ -44,18 +71,60 @@ class RWTVConfig(StageConfig):
         spread is :meth:`RWTV.uncertainty`.
     circle : bool
         Only pixels inside the reconstruction circle are free (outside is 0).
+    noise : float or None
+        Relative noise ``sigma / mean|b|`` of the sinogram that the "auto" fields were chosen
+        from: recorded by :meth:`resolved`, or given (e.g. known from the photon counts) to skip
+        the estimate. None: estimated from the data when a field is "auto".
     """
 
-    tv_weight: float = 0.1
-    eps: float = 0.1
+    tv_weight: float | str = AUTO
+    eps: float | str = AUTO
     reweight_every: int = 100
     average_last: int = 20
     circle: bool = True
+    noise: float | None = None
 
     def __post_init__(self):
-        check_fields(self, {"tv_weight": self.tv_weight >= 0, "eps": self.eps > 0,
-                            "reweight_every": self.reweight_every >= 0,
+        object.__setattr__(self, "tv_weight", _auto_or_number(self.tv_weight, "tv_weight", positive=False))
+        object.__setattr__(self, "eps", _auto_or_number(self.eps, "eps", positive=True))
+        if self.noise is not None:
+            noise = _auto_or_number(self.noise, "noise", positive=False)
+            if noise == AUTO:
+                raise ValueError("RWTVConfig.noise must be None (estimate it) or a finite number >= 0, got 'auto'")
+            object.__setattr__(self, "noise", noise)
+        check_fields(self, {"reweight_every": self.reweight_every >= 0,
                             "average_last": self.average_last >= 0})
+
+    @property
+    def automatic(self) -> bool:
+        """True while a field is still "auto" (:meth:`resolved` has not run)."""
+        return self.tv_weight == AUTO or self.eps == AUTO
+
+    def resolved(self, sinograms) -> RWTVConfig:
+        """This config with every "auto" field replaced by the value chosen for ``sinograms``.
+
+        Parameters
+        ----------
+        sinograms : array_like or torch.Tensor
+            ``(n_angles, n_det)`` or ``(n_slices, n_angles, n_det)`` line integrals (for a volume,
+            e.g. its middle slice: one setting for all slices).
+
+        Returns
+        -------
+        RWTVConfig
+            ``self`` when nothing is "auto"; otherwise numbers, with ``noise`` recording the
+            relative noise they were chosen from (:func:`napari_ganrec.noise.auto_strength`).
+        """
+        if not self.automatic:
+            return self
+        from ..noise import auto_strength, estimate_noise
+
+        noise = self.noise if self.noise is not None else estimate_noise(sinograms).relative
+        weight, eps = auto_strength(noise)
+        return dataclasses.replace(
+            self, noise=round(float(noise), 6),
+            tv_weight=weight if self.tv_weight == AUTO else self.tv_weight,
+            eps=eps if self.eps == AUTO else self.eps)
 
 
 def image_scale(projector, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -97,7 +166,7 @@ class RWTV(Stage):
     def __init__(self, projector, sinograms, config: RWTVConfig | None = None, *, x0=None, seed=0,
                  acceleration=None):
         super().__init__(projector, sinograms, config or RWTVConfig(), x0=x0)
-        cfg = self.config
+        self.config = cfg = self.config.resolved(self.b)  # "auto" not chosen upstream: from this batch
         n = projector.n_det
         acc = resolve_acceleration(acceleration, self.device)
         if not cfg.circle:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +32,13 @@ class TVConfig(StageConfig):
     nonnegative: bool = True
 
     def __post_init__(self):
-        check_fields(self, {"tv_weight": self.tv_weight >= 0})
+        w = self.tv_weight
+        if isinstance(w, str) and w.strip().lower() == "auto":
+            raise ValueError("TVConfig.tv_weight: 'auto' is only for reweighted TV (method='rwtv'); "
+                             f"give TV a number (default {DEFAULT_TV_WEIGHT})")
+        if isinstance(w, bool) or not isinstance(w, numbers.Real):
+            raise ValueError(f"TVConfig.tv_weight must be a finite number >= 0, got {w!r}")
+        check_fields(self, {"tv_weight": math.isfinite(w) and w >= 0})
 
 
 class TV(Stage):

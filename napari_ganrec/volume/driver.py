@@ -138,8 +138,6 @@ def iter_volume(
     if "tv_weight" in options:
         options["tv_weight"] = validate_weight(options["tv_weight"])
     plan = make_plan(method, iterations, options)
-    warm_plan = plan if warm_iterations is None else plan.with_iterations(warm_iterations)
-    first_plan = warm_plan if first_iterations is None else plan.with_iterations(first_iterations)
     batch = check_int("batch", batch, 1)
     window = check_int("window", window, 1)
     min_iterations = check_int("min_iterations", min_iterations, 0)
@@ -152,6 +150,11 @@ def iter_volume(
     source = as_source(sinograms, n_slices=n_slices, angles=angles)
     ang = source_angles(source, angles)
     start, stop = resolve_rows(rows, source.n_slices)
+    if any(getattr(s.config, "automatic", False) for s in plan.stages):
+        middle = (start + stop) // 2  # automatic strength: one setting for the whole range, from its middle
+        plan = plan.resolved(source.read(middle, middle + 1))
+    warm_plan = plan if warm_iterations is None else plan.with_iterations(warm_iterations)
+    first_plan = warm_plan if first_iterations is None else plan.with_iterations(first_iterations)
     geo = Geometry.create(ang, source.n_det, center)
     dev = resolve_device(device)
     resolve_acceleration(acceleration, dev)  # bad options fail here

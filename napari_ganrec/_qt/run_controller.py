@@ -135,6 +135,7 @@ class RunController(QObject):
         if self.busy:
             show_info("A reconstruction is already running: stop it before starting another.")
             return False
+        params = params.with_automatic_options(sinograms)  # as the CLI: chosen once, recorded
         self._params = params
         self._context = dict(source=source, slices=slices, layout=layout, scale=tuple(scale),
                              slice_scale=float(slice_scale), extra=dict(extra or {}),

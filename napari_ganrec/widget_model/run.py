@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -137,6 +137,29 @@ class RunParams:
         """The stages that will run, with their iterations and configs."""
         opts = {k: v for k, v in self.options.items() if k != "acceleration"}
         return make_plan(self.method, int(self.iterations), opts)
+
+    def with_automatic_options(self, sinograms) -> RunParams:
+        """These parameters with every automatic stage option chosen for ``sinograms``, as the CLI
+        chooses it: reweighted TV's ``tv_weight``/``eps`` "auto" from the noise of the middle slice
+        (:meth:`napari_ganrec.methods.Plan.resolved`), written into ``options`` so that the run
+        uses those numbers and the result's metadata records them (and the ``noise`` they came
+        from). ``self`` when nothing is automatic.
+        """
+        data = np.asarray(sinograms)
+        middle = data[data.shape[0] // 2] if data.ndim == 3 else data
+        plan = self.plan
+        resolved = plan.resolved(middle)
+        options = dict(self.options)
+        changed = False
+        for before, after in zip(plan.stages, resolved.stages):
+            if after.config is before.config:
+                continue
+            fields = {k: getattr(after.config, k) for k in ("tv_weight", "eps", "noise")
+                      if hasattr(after.config, k)}
+            given = options.get(before.name)
+            options[before.name] = {**(dict(given) if isinstance(given, Mapping) else {}), **fields}
+            changed = True
+        return replace(self, options=options) if changed else self
 
     @property
     def label(self) -> str:

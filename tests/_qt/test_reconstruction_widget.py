@@ -482,3 +482,35 @@ def test_volume_mode_fills_the_live_layer_slice_by_slice(small, qtbot):
     assert layer.metadata["iterations"] == 6 + 2 * 2
     filled = [s for s in shapes if s is not None]
     assert filled[0] < 3 and filled[-1] == 3  # the layer filled up over the run
+
+
+def test_automatic_strength_is_the_clis_and_is_recorded(make_napari_viewer, qtbot, tmp_path):
+    """GUI = CLI for reweighted TV's automatic strength: the same numbers, chosen once from the
+    data, in the layer's metadata as in the side-car (noisy data get a stronger setting)."""
+    import json
+
+    from napari_ganrec import phantoms
+    from napari_ganrec.cli import main
+
+    p = phantoms.porous_particle(32, n_pores=4, seed=2)
+    angles = np.linspace(0.0, 120.0, 60, endpoint=False)
+    sino = phantoms.add_poisson_noise(phantoms.simulate_sinogram(p, angles), 3e3, seed=0)
+    viewer, widget = _open(make_napari_viewer, qtbot, [(sino, {"name": "noisy"}, "image")], show=False)
+    widget.angle_start.setValue(0)
+    widget.angle_stop.setValue(120)
+    widget.center_spin.setValue(16.0)
+    widget.set_method("rwtv")
+    widget.iterations_spin.setValue(5)
+    widget.preview_spin.setValue(5)
+    assert widget.run()
+    _wait_status(qtbot, widget, ("finished", "failed"))
+    assert widget.state.status == "finished", widget.state.message
+    chosen = widget.controller.image_layer.metadata["options"]["rwtv"]
+    assert chosen["tv_weight"] > 0.1 and chosen["eps"] >= 0.1 and chosen["noise"] > 0.01
+    path, out = tmp_path / "noisy.npy", tmp_path / "rec.tif"
+    np.save(path, sino)
+    assert main(["reconstruct", str(path), "-o", str(out), "--angles", "0:120", "--method", "rwtv",
+                 "--iterations", "5", "--center", "16", "--device", "cpu"]) == 0
+    cli = json.loads((tmp_path / "rec.tif.json").read_text())["configs"]["rwtv"]
+    assert (chosen["tv_weight"], chosen["eps"], chosen["noise"]) == pytest.approx(
+        (cli["tv_weight"], cli["eps"], cli["noise"]))

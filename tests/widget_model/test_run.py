@@ -327,3 +327,24 @@ def test_run_metadata_takes_what_the_widget_adds():
                       extra={"center": 295.0, "center_binned": 73.375, "binning": {"factor": 4}})
     assert md["center"] == 295.0 and md["center_binned"] == 73.375
     assert md["binning"] == {"factor": 4}
+
+
+def test_automatic_options_are_chosen_once_from_the_middle_slice():
+    angles = angles_from_range(0, 120, 60)
+    clean = np.stack([phantoms.simulate_sinogram(phantoms.porous_particle(32, n_pores=4, seed=k), angles)
+                      for k in range(3)])
+    noisy = clean.copy()
+    noisy[1] = phantoms.add_poisson_noise(clean[1], 3e3, seed=0)  # only the middle slice is noisy
+    params = RunParams(tuple(angles), method="rwtv", iterations=5)
+    chosen = params.with_automatic_options(noisy).options["rwtv"]
+    assert chosen["tv_weight"] > 0.1 and chosen["noise"] > 0.01  # from the middle slice
+    assert params.with_automatic_options(clean).options["rwtv"]["tv_weight"] == pytest.approx(0.1)
+    # the chosen numbers are what runs
+    assert params.with_automatic_options(noisy).plan.stages[0].config.tv_weight == chosen["tv_weight"]
+    # a number the user gave wins; the other field is still chosen
+    given = RunParams(tuple(angles), method="rwtv", iterations=5, options={"rwtv": {"tv_weight": 0.05}})
+    mixed = given.with_automatic_options(noisy).options["rwtv"]
+    assert mixed["tv_weight"] == 0.05 and mixed["eps"] == chosen["eps"]
+    # nothing automatic: the same parameters
+    sirt = RunParams(tuple(angles), method="sirt", iterations=5)
+    assert sirt.with_automatic_options(noisy) is sirt

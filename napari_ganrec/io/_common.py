@@ -1,20 +1,44 @@
-"""Shared pieces of the readers and writers: errors, lazy stacks, angle files, atomic writes."""
+"""Shared pieces of the readers and writers: lazy stacks, dtype/finite checks, JSON side-cars and
+blocks of large volumes.
+
+The error class, the angle family and the output/atomic-write family live in :mod:`.errors`,
+:mod:`.angles` and :mod:`.atomic`; they are re-exported here, so ``from napari_ganrec.io._common
+import atomic_write`` (and the like) keeps working."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-import shutil
-import socket
-import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .angles import (  # noqa: F401  (re-exported: the old import path)
+    ANGLE_SIDECAR_SUFFIXES,
+    FOLDER_ANGLE_FILES,
+    check_angles,
+    find_angle_sidecar,
+    read_angle_file,
+    resolve_angles,
+)
+from .atomic import (  # noqa: F401  (re-exported: the old import path)
+    _TMP_MARK,
+    _TMP_SUFFIX,
+    _give_user_mode,
+    _host,
+    _pid_alive,
+    _temp_prefix,
+    _umask,
+    atomic_paths,
+    atomic_write,
+    atomic_write_bytes,
+    check_output_path,
+    existing_file,
+    remove_stale_temps,
+)
+from .errors import TomoFormatError
 
 __all__ = [
     "TomoFormatError",
@@ -32,15 +56,6 @@ __all__ = [
     "sidecar_path",
     "SliceBlocks",
 ]
-
-
-class TomoFormatError(ValueError):
-    """A file that cannot be read as tomography data; the message names the file and the problem."""
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 # --------------------------------------------------------------------------- lazy stacks
@@ -144,79 +159,6 @@ class LazyStack:
         )
 
 
-# --------------------------------------------------------------------------- angles
-def read_angle_file(path) -> np.ndarray:
-    """Read angles (degrees) from a text side-car: ``.rawtlt``/``.tlt`` (one per line) or any
-    whitespace/comma separated list; ``#`` starts a comment.
-
-    The one angle-file parser of the package (``widget_model.inputs.read_angles_file`` calls it).
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    TomoFormatError
-        When the file cannot be read, holds no angles, or holds something other than numbers
-        (``problem`` names the line).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"angle file {path} does not exist")
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        raise TomoFormatError(path, f"cannot be read: {exc.strerror or exc}") from None
-    values: list[float] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].replace(",", " ").strip()
-        if not line:
-            continue
-        for tok in line.split():
-            try:
-                values.append(float(tok))
-            except ValueError:
-                raise TomoFormatError(
-                    path, f"line {lineno}: {tok!r} is not a number (an angle in degrees)"
-                ) from None
-    if not values:
-        raise TomoFormatError(path, "holds no angles (it is empty, or only comments)")
-    return np.asarray(values, dtype=np.float64)
-
-
-def check_angles(angles, n_projections: int, path, units: str | None = None) -> np.ndarray:
-    """Validate angles against the projection count; convert radians when ``units`` says so.
-
-    Warns when angles without declared units look like radians.
-    """
-    try:
-        a = np.asarray(angles, dtype=np.float64).ravel()
-    except (TypeError, ValueError) as exc:
-        raise TomoFormatError(path, f"the angles are not numbers (degrees): {exc}") from None
-    if a.size != n_projections:
-        hint = (f" (if the file should hold {a.size} projections, it is truncated)"
-                if a.size > n_projections else "")
-        raise TomoFormatError(
-            path,
-            f"{a.size} angles for {n_projections} projections; give one angle per projection{hint}",
-        )
-    if not np.all(np.isfinite(a)):
-        raise TomoFormatError(path, "the angles contain NaN or infinite values")
-    if a.size > 1 and np.ptp(a) == 0:
-        raise TomoFormatError(path, f"all {a.size} angles are equal ({a[0]:g}); give the angle of each "
-                              "projection (degrees)")
-    u = (units or "").strip().lower()
-    if u in ("rad", "radian", "radians"):
-        return np.rad2deg(a)
-    if u in ("mrad", "milliradian", "milliradians"):
-        return np.rad2deg(a * 1e-3)
-    if not u and a.size > 2 and np.ptp(a) > 0 and np.max(np.abs(a)) <= 2 * np.pi + 1e-6:
-        warnings.warn(
-            f"{path}: the angles span {np.ptp(a):.3g} and never exceed 2*pi; they look like "
-            "radians but degrees were expected (convert with numpy.rad2deg or pass angles=)",
-            UserWarning,
-            stacklevel=3,
-        )
-    return a
 
 
 def check_dtype(dtype, path, what: str = "the projections") -> np.dtype:
@@ -282,217 +224,6 @@ def to_jsonable(obj: Any) -> Any:
         return os.fspath(obj)
     return repr(obj)
 
-
-def existing_file(path) -> Path:
-    """``path`` as a Path, or a clear error when it is missing or empty (0 bytes).
-
-    Raises
-    ------
-    FileNotFoundError
-        ``path`` does not exist.
-    TomoFormatError
-        ``path`` is empty.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.stat().st_size == 0:
-        raise TomoFormatError(path, "the file is empty (0 bytes)")
-    return path
-
-
-def check_output_path(path, overwrite: bool = False) -> Path:
-    """Check that ``path`` may be written: its folder exists and is writable, and it does not
-    exist unless ``overwrite``.
-
-    Raises
-    ------
-    FileExistsError, PermissionError, FileNotFoundError
-        With a message naming the path.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; pass overwrite=True (--overwrite) to replace it"
-        )
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a folder")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"cannot write {path}: the folder {folder} is read-only")
-    return path
-
-
-# temporary files: ".NAME.tmp-HOST-PID-RANDOM.part" beside the target, so that a later run can tell
-# those of a process that died (kill -9, power cut) from those of one still writing
-_TMP_MARK = ".tmp-"
-_TMP_SUFFIX = ".part"
-
-
-def _host() -> str:
-    return socket.gethostname().replace("-", "_").replace(".", "_") or "host"
-
-
-def _temp_prefix(target: Path) -> str:
-    return f".{target.name}{_TMP_MARK}{_host()}-{os.getpid()}-"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    except OSError:
-        return True
-    return True
-
-
-def remove_stale_temps(target) -> list[Path]:
-    """Remove the temporary files that a killed writer of ``target`` left beside it.
-
-    A temporary file ``.NAME.tmp-HOST-PID-RANDOM.part`` is stale when HOST is this machine and no
-    process PID runs here any more; ``.NAME.tmp-PID`` is the name of earlier versions (same rule,
-    this host assumed). Files of live processes or of other hosts (a shared file system) are kept.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    prefix = f".{target.name}{_TMP_MARK}"
-    removed: list[Path] = []
-    try:
-        candidates = [c for c in folder.iterdir() if c.name.startswith(prefix)]
-    except OSError:
-        return removed
-    host = _host()
-    for cand in candidates:
-        rest = cand.name[len(prefix):]
-        if rest.endswith(_TMP_SUFFIX):  # HOST-PID-RANDOM.part
-            parts = rest[: -len(_TMP_SUFFIX)].split("-")
-            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
-                continue
-            pid = int(parts[1])
-        elif rest.isdigit():  # the older ".NAME.tmp-PID"
-            pid = int(rest)
-        else:
-            continue
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        try:
-            if cand.is_dir():
-                shutil.rmtree(cand)
-            else:
-                cand.unlink()
-            removed.append(cand)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            warnings.warn(f"cannot remove the stale temporary file {cand}: {exc}", UserWarning, stacklevel=2)
-    return removed
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where the system allows."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: read it by setting it (and restore it at once)
-    os.umask(mask)
-    return mask
-
-
-def _give_user_mode(path: Path) -> None:
-    """Temporary files are created 0600; the final file gets what ``open()`` would give: 0666 less
-    the umask."""
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o666 & ~_umask())
-
-
-@contextlib.contextmanager
-def atomic_paths(*paths, overwrite: bool = False) -> Iterator[list[Path]]:
-    """Write files atomically: yields temporary paths beside the targets; on success they are
-    renamed onto the targets (``os.replace``), on any error they are removed and the targets are
-    left untouched.
-
-    The written files get the user's umask (as a plain ``open()`` would give them). Temporary
-    files that a killed earlier writer left beside a target are removed first
-    (:func:`remove_stale_temps`).
-
-    Raises
-    ------
-    FileExistsError
-        A target exists and ``overwrite`` is false.
-    PermissionError
-        The folder is read-only.
-    OSError
-        Writing failed (e.g. the disk is full); the message names the target.
-    """
-    targets = [check_output_path(p, overwrite) for p in paths]
-    temps: list[Path] = []
-    try:
-        for t in targets:
-            remove_stale_temps(t)
-            fd, name = tempfile.mkstemp(prefix=_temp_prefix(t), suffix=_TMP_SUFFIX, dir=t.parent)
-            os.close(fd)
-            temps.append(Path(name))
-        yield temps
-        for tmp in temps:
-            if tmp.is_file():
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                _give_user_mode(tmp)
-        for tmp, t in zip(temps, targets):
-            os.replace(tmp, t)
-    except PermissionError as exc:
-        raise PermissionError(f"cannot write {targets[0]}: {exc.strerror or exc}") from exc
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise OSError(
-                errno.ENOSPC, f"cannot write {targets[0]}: no space left on device; "
-                "nothing was written at the target"
-            ) from exc
-        raise
-    finally:
-        for tmp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
-def atomic_write(path, write: Callable[[Path], Any], *, overwrite: bool = False) -> Path:
-    """Write one file atomically: ``write(tmp)`` fills a temporary file beside ``path``, which then
-    replaces it (see :func:`atomic_paths`).
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    with atomic_paths(path, overwrite=overwrite) as (tmp,):
-        write(tmp)
-    return Path(path)
-
-
-def atomic_write_bytes(path, data: bytes, *, overwrite: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically (bookkeeping files: replaced by default)."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-
-    return atomic_write(path, write, overwrite=overwrite)
 
 
 class SliceBlocks:
@@ -572,49 +303,3 @@ def guard_callable(fn: Callable, path, what: str):
         raise TomoFormatError(path, f"cannot read {what}: {exc}") from exc
 
 
-ANGLE_SIDECAR_SUFFIXES = (".rawtlt", ".tlt", ".angles", ".angles.txt", "_angles.txt")
-FOLDER_ANGLE_FILES = ("angles.txt", "angles.tlt", "angles.rawtlt", "theta.txt", "tilt.rawtlt")
-
-
-def find_angle_sidecar(path) -> Path | None:
-    """The side-car angle file of ``path``, if any.
-
-    For a file ``scan.ext``: ``scan.rawtlt``, ``scan.tlt``, ``scan.angles``, ``scan.angles.txt``,
-    ``scan_angles.txt`` (first found). For a folder: ``angles.txt``, ``angles.tlt``,
-    ``angles.rawtlt``, ``theta.txt``, ``tilt.rawtlt`` inside it, or a single ``*.rawtlt``/``*.tlt``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        for name in FOLDER_ANGLE_FILES:
-            if (path / name).is_file():
-                return path / name
-        found = sorted(list(path.glob("*.rawtlt")) + list(path.glob("*.tlt")))
-        return found[0] if len(found) == 1 else None
-    stem = path.with_suffix("")
-    for suffix in ANGLE_SIDECAR_SUFFIXES:
-        cand = Path(str(stem) + suffix)
-        if cand.is_file():
-            return cand
-    return None
-
-
-def resolve_angles(angles, path, n_projections: int, found=None, found_units=None):
-    """Angles from (in this order) the ``angles`` argument (array, path of a text file, or a
-    callable ``f(n_projections) -> angles`` such as a parsed ``START:STOP`` range), the file's own
-    angles ``found``, or a side-car file; a :class:`TomoFormatError` when none."""
-    if callable(angles):
-        angles = angles(n_projections)
-    if angles is not None:
-        if isinstance(angles, (str, os.PathLike)):
-            return check_angles(read_angle_file(angles), n_projections, angles)
-        return check_angles(angles, n_projections, path)
-    if found is not None:
-        return check_angles(found, n_projections, path, units=found_units)
-    side = find_angle_sidecar(path)
-    if side is not None:
-        return check_angles(read_angle_file(side), n_projections, side)
-    raise TomoFormatError(
-        path,
-        "no projection angles: the file has none and there is no side-car angle file "
-        f"({', '.join('*' + s for s in ANGLE_SIDECAR_SUFFIXES)}); pass angles (degrees)",
-    )

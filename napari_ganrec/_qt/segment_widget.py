@@ -1,5 +1,10 @@
 """The 3-D pore segmentation dock widget.
 
+It stays one module (about 500 lines) because it is one widget class whose threshold preview, run
+and result handling share the same controls and layers (the GUI tests drive them as attributes
+of the widget); its computation is in :mod:`napari_ganrec.segment` and its plots and pore table are
+already apart (:mod:`.segment_plots`, :mod:`.segment_table`).
+
 Pick a volume (Image layer), set the thresholds with a live preview of the current slice and a
 histogram showing them, run :func:`napari_ganrec.segment.iter_segment` in a generator worker, and
 get a Labels layer of pores (pore table in ``layer.features``), a Labels layer of the particle mask,

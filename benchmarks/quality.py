@@ -16,6 +16,7 @@ averaged inside the reconstruction circle (``napari_ganrec.evaluation``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 
@@ -74,16 +75,35 @@ def run(args) -> list[dict]:
                 if best is None or s > best[0]:
                     best = (s, w, rec, time.perf_counter() - t)
             results[f"TV (best λ={best[1]:g})"] = (best[2], best[3])
+            rwtv_options = dict(args.rwtv_options)
+            grid = rwtv_grid(args.rwtv_grid)
+            if grid:  # reweighted TV: the best of the grid, and every chain starts from that setting
+                best = None
+                for opts in grid:
+                    t = time.perf_counter()
+                    rec = ng.reconstruct(sino, angles, method="rwtv", iterations=args.iterations, device=args.device,
+                                         rwtv={**rwtv_options, **opts})
+                    s = ssim(gt, rec)
+                    if best is None or s > best[0]:
+                        best = (s, opts, rec, time.perf_counter() - t)
+                rwtv_options.update(best[1])
+                setting = ", ".join(f"{k}={v:g}" for k, v in best[1].items())
+                results[f"reweighted TV, best of grid ({setting}; rwtv:{args.iterations})"] = (best[2], best[3])
             for method in args.methods:
-                its = {"rwtv": args.iterations, "ganrec": args.iterations}
+                if grid and method == "rwtv":
+                    continue
+                its = {"rwtv": args.iterations, "ganrec": args.iterations, "wedgefill": args.wedgefill_iterations}
                 if method == "rwtv+ganrec":
                     its = {"rwtv": args.iterations, "ganrec": args.chain_ganrec_iterations}
+                stages = method.split("+")
+                options = {"rwtv": rwtv_options} if "rwtv" in stages else {}
+                if "wedgefill" in stages:
+                    options["wedgefill"] = dict(args.wedgefill_options)
                 t = time.perf_counter()
                 rec = ng.reconstruct(sino, angles, method=method, device=args.device, seed=args.seed,
-                                     iterations={k: v for k, v in its.items() if k in method.split("+")},
-                                     **({"rwtv": dict(args.rwtv_options)} if "rwtv" in method else {}))
-                counts = "+".join(f"{k}:{v}" for k, v in its.items() if k in method.split("+"))
-                results[f"{ng.LABELS[method]} ({counts})"] = (rec, time.perf_counter() - t)
+                                     iterations={k: v for k, v in its.items() if k in stages}, **options)
+                counts = "+".join(f"{k}:{v}" for k, v in its.items() if k in stages)
+                results[f"{ng.label_of(method)} ({counts})"] = (rec, time.perf_counter() - t)
             for name, (rec, seconds) in results.items():
                 row = {"size": size, "case": case, "method": name, "ssim": ssim(gt, rec),
                        "psnr": psnr(gt, rec), "seconds": seconds}
@@ -117,6 +137,17 @@ def _option(text: str):
     return key, float(value) if "." in value or "e" in value else int(value)
 
 
+def rwtv_grid(specs: list[str]) -> list[dict]:
+    """``["tv_weight=0.1,0.3", "eps=0.1,0.3"]`` -> the four settings of that grid (``[]``: no grid)."""
+    axes = []
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--rwtv-grid expects NAME=V1,V2,..., got {spec!r}")
+        axes.append([(key, float(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else []
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[128])
@@ -130,6 +161,13 @@ def main(argv=None) -> int:
                    help="GANrec iterations of the chain rwtv+ganrec, after --iterations of reweighted TV")
     p.add_argument("--rwtv-options", nargs="*", default=[], type=_option,
                    help="reweighted-TV config fields, e.g. tv_weight=0.3 eps=1.0")
+    p.add_argument("--rwtv-grid", nargs="*", default=[], metavar="NAME=V1,V2",
+                   help="reweighted TV: the best of this grid per case (an oracle choice, like TV's λ), e.g. "
+                        "tv_weight=0.1,0.3 eps=0.1,0.3; chains with reweighted TV start from the best setting")
+    p.add_argument("--wedgefill-iterations", type=int, default=300,
+                   help="iterations of the wedge-filling stage (rwtv+wedgefill), after --iterations of reweighted TV")
+    p.add_argument("--wedgefill-options", nargs="*", default=[], type=_option,
+                   help="wedge-filling config fields, e.g. pool=8 lr=0.002")
     p.add_argument("--sirt-iterations", type=int, default=200)
     p.add_argument("--tv-iterations", type=int, default=None,
                    help="TV iterations (default: --iterations, so TV and reweighted TV get the same budget)")

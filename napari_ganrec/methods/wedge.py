@@ -79,6 +79,9 @@ def measured_mask(n: int, sector: Sector | None, device=None) -> torch.Tensor:
     rel = (theta - sector.start) % 180.0
     missing = (rel > 0) & (rel < sector.width)
     missing[0, 0] = False
+    # Hermitian symmetry (k and -k together; at even n the Nyquist lines pair up differently), so
+    # that the masked transform stays real
+    missing |= torch.roll(torch.flip(missing, (0, 1)), (1, 1), (0, 1))
     return (~missing).to(device=device, dtype=torch.float32)
 
 

@@ -88,13 +88,13 @@ class WedgeFillConfig(StageConfig):
     removal: str = "reproject"
     channels: int = 16
     dilations: tuple[int, ...] = (1, 2, 4, 8, 8, 4, 2, 1)
-    lr: float = 1e-3
+    lr: float = 3e-3
     rotations: int = 4
     pool: int = 8
     pool_iterations: int = 500
     tv_weight: float = 0.1
     eps: float = 0.1
-    keep_measured: bool = True
+    keep_measured: bool = False
     update_every: int = 0
     data_weight: float = 1.0
     min_wedge_deg: float = 5.0

@@ -97,8 +97,9 @@ def run(args) -> list[dict]:
                     its = {"rwtv": args.iterations, "ganrec": args.chain_ganrec_iterations}
                 stages = method.split("+")
                 options = {"rwtv": rwtv_options} if "rwtv" in stages else {}
-                if "wedgefill" in stages:
-                    options["wedgefill"] = dict(args.wedgefill_options)
+                if "wedgefill" in stages:  # its re-projections are reconstructed as the chain's reweighted TV
+                    same = {k: v for k, v in rwtv_options.items() if k in ("tv_weight", "eps")}
+                    options["wedgefill"] = {**same, **dict(args.wedgefill_options)}
                 t = time.perf_counter()
                 rec = ng.reconstruct(sino, angles, method=method, device=args.device, seed=args.seed,
                                      iterations={k: v for k, v in its.items() if k in stages}, **options)

@@ -19,7 +19,7 @@ from napari_ganrec.methods.wedge import (
 from napari_ganrec.methods.wedgefill import WedgeFill, WedgeFillConfig
 from napari_ganrec.projector import Projector
 
-TINY = {"channels": 4, "dilations": (1, 2), "pool": 2, "pool_iterations": 10, "rotations": 2}
+TINY = {"channels": 4, "dilations": (1, 2), "pool": 2, "pool_iterations": 10, "rotations": 2, "average_last": 0}
 
 
 def _wave(n: int, phi_deg: float, f: float = 0.15) -> np.ndarray:
@@ -230,3 +230,15 @@ def test_unknown_option_is_named(wedge_data):
     sino, angles, _ = wedge_data
     with pytest.raises(ValueError, match=r"unknown wedgefill option\(s\) \['rotation'\]"):
         ng.reconstruct(sino, angles, method="rwtv+wedgefill", iterations=2, wedgefill={"rotation": 3})
+
+
+def test_the_result_averages_the_last_images(wedge_data):
+    sino, angles, _ = wedge_data
+    proj, b = _setup(sino, angles)
+    stage = WedgeFill(proj, b, WedgeFillConfig(**dict(TINY, average_last=50)), x0=_rwtv_image(proj, b))
+    seen = []
+    for _ in range(3):
+        stage.step()
+        seen.append(stage.current.clone())
+    assert not torch.allclose(seen[0], seen[2])
+    assert torch.allclose(stage.image(), torch.stack(seen).mean(0) * stage.x_scale, atol=1e-6)

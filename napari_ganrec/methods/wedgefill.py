@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..acceleration import Losses
+from ._ops import RunningMean
 from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
 from .rwtv import RWTV, RWTVConfig, image_scale
@@ -77,6 +78,8 @@ class WedgeFillConfig(StageConfig):
         from the network (``"fourier"`` always does).
     update_every : int
         ``"fourier"``: iterations between two renewals of the teacher (0: never).
+    average_last : int
+        The result is the running mean of about the last this-many images (0: the last one).
     data_weight : float
         Weight of the data term on the stage's image.
     min_wedge_deg : float
@@ -88,14 +91,15 @@ class WedgeFillConfig(StageConfig):
     removal: str = "reproject"
     channels: int = 16
     dilations: tuple[int, ...] = (1, 2, 4, 8, 8, 4, 2, 1)
-    lr: float = 3e-3
+    lr: float = 1e-3
     rotations: int = 4
-    pool: int = 8
-    pool_iterations: int = 500
+    pool: int = 16
+    pool_iterations: int = 300
     tv_weight: float = 0.1
     eps: float = 0.1
     keep_measured: bool = False
     update_every: int = 0
+    average_last: int = 50
     data_weight: float = 1.0
     min_wedge_deg: float = 5.0
     circle: bool = True
@@ -113,29 +117,31 @@ class WedgeFillConfig(StageConfig):
             "lr": self.lr > 0,
             "rotations": self.rotations >= 1,
             "update_every": self.update_every >= 0,
+            "average_last": self.average_last >= 0,
             "data_weight": self.data_weight >= 0,
             "min_wedge_deg": 0 <= self.min_wedge_deg < 180,
         })
 
 
 class WedgeNet(nn.Module):
-    """Image ``(B, n, n)`` -> image: ``x + conv(x)``, a stack of dilated 3x3 convolutions whose
-    last layer starts at zero (so the untrained network is the identity)."""
+    """Image ``(B, n, n)`` -> image: ``x + last(h)``, where ``h`` goes through residual blocks
+    ``h + leaky_relu(conv_d(h))`` of dilated 3x3 convolutions (so every layer gets its gradient),
+    and the last layer starts at zero (the untrained network is the identity)."""
 
     def __init__(self, channels: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 8, 8, 4, 2, 1)):
         super().__init__()
-        layers: list[nn.Module] = []
-        cin = 1
-        for d in dilations:
-            layers += [nn.Conv2d(cin, channels, 3, padding=d, dilation=d), nn.ReLU(inplace=True)]
-            cin = channels
-        self.body = nn.Sequential(*layers)
-        self.last = nn.Conv2d(cin, 1, 3, padding=1)
+        self.first = nn.Conv2d(1, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
+        self.act = nn.LeakyReLU(0.1)
+        self.last = nn.Conv2d(channels, 1, 3, padding=1)
         nn.init.zeros_(self.last.weight)
         nn.init.zeros_(self.last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.last(self.body(x.unsqueeze(1)))[:, 0]
+        h = self.act(self.first(x.unsqueeze(1)))
+        for conv in self.blocks:
+            h = h + self.act(conv(h))
+        return x + self.last(h)[:, 0]
 
 
 class WedgeFill(Stage):
@@ -174,6 +180,7 @@ class WedgeFill(Stage):
             torch.manual_seed(int(seed))
             self.net = WedgeNet(cfg.channels, cfg.dilations).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self._avg = RunningMean(cfg.average_last)
         self._pool: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._offset = float(torch.rand((), generator=self._gen))
 
@@ -224,6 +231,10 @@ class WedgeFill(Stage):
             inp = torch.cat([self._pool[i][0] for i in pick])
             target = torch.cat([self._pool[i][1] for i in pick])
             masks = torch.stack([self._pool[i][2] for i in pick]).repeat_interleave(self.batch, dim=0)
+            # a half turn keeps every Fourier orientation (modulo 180), so it is a free second pair
+            turn = torch.rand(inp.shape[0], generator=self._gen) < 0.5
+            inp = torch.where(turn.view(-1, 1, 1), torch.flip(inp, (-2, -1)), inp)
+            target = torch.where(turn.view(-1, 1, 1), torch.flip(target, (-2, -1)), target)
         err = torch.fft.fft2(self.net(inp) - target, norm="ortho").abs() ** 2
         return (err * masks).sum() / (masks.sum() * 1.0)
 
@@ -244,6 +255,7 @@ class WedgeFill(Stage):
         self.opt.step()
         with torch.no_grad():
             self.current = self._fill(self.teacher)
+            self._avg.add(self.current)
             if cfg.removal == "fourier" and cfg.update_every and self.iteration % cfg.update_every == 0:
                 self.teacher = self.current.clone()
         return Losses({"loss": loss.detach(), "restore": restore.detach(), "misfit": misfit.detach(),
@@ -255,7 +267,8 @@ class WedgeFill(Stage):
 
     @torch.no_grad()
     def image(self) -> torch.Tensor:
-        return self.current * self.x_scale
+        x = self._avg.mean if self._avg.mean is not None else self.current
+        return x * self.x_scale
 
     # ------------------------------------------------------------------ state
     def state(self, host: bool = True) -> dict:
@@ -293,7 +306,9 @@ class WedgeFill(Stage):
         self.opt.load_state_dict(state["opt"])
         with torch.no_grad():
             self.current = self._fill(self.teacher) if self.sector is not None else self.current
+        self._avg.reset()
 
     def close(self) -> None:
         self.teacher = self.current = None
         self._pool = []
+        self._avg.reset()

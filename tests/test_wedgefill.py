@@ -16,10 +16,10 @@ from napari_ganrec.methods.wedge import (
     remove_wedge,
     rotate,
 )
-from napari_ganrec.methods.wedgefill import WedgeFill, WedgeFillConfig
+from napari_ganrec.methods.wedgefill import WedgeFill, WedgeFillConfig, WedgeNet, dilations
 from napari_ganrec.projector import Projector
 
-TINY = {"channels": 4, "dilations": (1, 2), "pool": 2, "pool_iterations": 10, "rotations": 2, "average_last": 0}
+TINY = {"channels": 4, "depth": 1, "pool": 2, "pool_iterations": 10, "rotations": 2, "average_last": 0}
 
 
 def _wave(n: int, phi_deg: float, f: float = 0.15) -> np.ndarray:
@@ -131,6 +131,14 @@ def _rwtv_image(proj, b, iterations=30):
     return rw.image().clone()
 
 
+def test_the_network_starts_as_the_identity_with_the_stated_dilations():
+    assert dilations(4) == (1, 2, 4, 8, 8, 4, 2, 1) and dilations(1) == (1, 1)
+    net = WedgeNet(4, dilations(2))
+    assert [c.dilation[0] for c in net.blocks] == [1, 2, 2, 1]
+    x = torch.rand(2, 20, 20)
+    assert torch.equal(net(x), x)
+
+
 def test_registered_and_offered_as_a_chain():
     assert "wedgefill" in REGISTRY and "rwtv+wedgefill" in METHODS
     assert ng.LABELS["rwtv+wedgefill"] == "reweighted TV + wedge filling"
@@ -217,8 +225,8 @@ def test_full_range_leaves_no_wedge_and_says_so():
     assert torch.allclose(stage.image(), x0 * stage.mask)
 
 
-@pytest.mark.parametrize("field, value", [("removal", "sirt"), ("channels", 0), ("dilations", ()),
-                                          ("dilations", (1, 0)), ("pool", 0), ("pool_iterations", 0),
+@pytest.mark.parametrize("field, value", [("removal", "sirt"), ("channels", 0), ("depth", 0),
+                                          ("depth", 9), ("pool", 0), ("pool_iterations", 0),
                                           ("lr", 0.0), ("data_weight", -1.0), ("min_wedge_deg", 180.0),
                                           ("rotations", 0)])
 def test_config_rejects_out_of_range_fields(field, value):

@@ -44,7 +44,16 @@ from .fbp import fbp
 from .rwtv import RWTV, RWTVConfig, image_scale
 from .wedge import measured_mask, missing_sector, remove_wedge, rotate
 
-__all__ = ["WedgeFillConfig", "WedgeFill", "WedgeNet"]
+__all__ = ["WedgeFillConfig", "WedgeFill", "WedgeNet", "REMOVALS", "dilations"]
+
+#: How a rotated copy loses its wedge (:class:`WedgeFillConfig` ``removal``).
+REMOVALS = ("reproject", "fourier")
+
+
+def dilations(depth: int) -> tuple[int, ...]:
+    """``depth=3`` -> ``(1, 2, 4, 4, 2, 1)``: the network's dilations, up and back down."""
+    up = tuple(2**i for i in range(depth))
+    return up + up[::-1]
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,9 @@ class WedgeFillConfig(StageConfig):
         Fourier transform; the network then fills the wedge of the wedge-removed teacher.
     channels : int
         Feature maps of the network.
-    dilations : tuple of int
-        Dilation of each hidden 3x3 convolution (their sum sets the receptive field).
+    depth : int
+        The network's residual blocks of dilated 3x3 convolutions go up as dilations 1, 2, ...,
+        ``2**(depth-1)`` and back down (depth 4: about 60 px of receptive field).
     lr : float
         Adam learning rate.
     rotations : int
@@ -90,7 +100,7 @@ class WedgeFillConfig(StageConfig):
 
     removal: str = "reproject"
     channels: int = 16
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 8, 4, 2, 1)
+    depth: int = 4
     lr: float = 1e-3
     rotations: int = 4
     pool: int = 16
@@ -105,15 +115,14 @@ class WedgeFillConfig(StageConfig):
     circle: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         check_fields(self, {
-            "removal": self.removal in ("reproject", "fourier"),
+            "removal": self.removal in REMOVALS,
             "channels": self.channels >= 1,
             "pool": self.pool >= 1,
             "pool_iterations": self.pool_iterations >= 1,
             "tv_weight": self.tv_weight >= 0,
             "eps": self.eps > 0,
-            "dilations": len(self.dilations) >= 1 and all(d >= 1 for d in self.dilations),
+            "depth": 1 <= self.depth <= 8,
             "lr": self.lr > 0,
             "rotations": self.rotations >= 1,
             "update_every": self.update_every >= 0,
@@ -178,7 +187,7 @@ class WedgeFill(Stage):
         self._gen.manual_seed(int(seed) + 7)
         with torch.random.fork_rng(devices=[] if self.device.type != "cuda" else [self.device]):
             torch.manual_seed(int(seed))
-            self.net = WedgeNet(cfg.channels, cfg.dilations).to(self.device)
+            self.net = WedgeNet(cfg.channels, dilations(cfg.depth)).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self._avg = RunningMean(cfg.average_last)
         self._pool: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -285,7 +294,7 @@ class WedgeFill(Stage):
             return v
 
         return {"stage": self.name, "iteration": self.iteration, "n": self.projector.n_det,
-                "arch": {"channels": self.config.channels, "dilations": self.config.dilations},
+                "arch": {"channels": self.config.channels, "depth": self.config.depth},
                 "net": copy(self.net.state_dict()), "opt": copy(self.opt.state_dict())}
 
     def load_state(self, state) -> None:
@@ -297,7 +306,7 @@ class WedgeFill(Stage):
             When the state was made for another stage, image size or network architecture.
         """
         self._check_state(state)
-        arch = {"channels": self.config.channels, "dilations": self.config.dilations}
+        arch = {"channels": self.config.channels, "depth": self.config.depth}
         if state.get("arch") != arch:
             raise ValueError(f"warm_start has another wedgefill network ({state.get('arch')}, not {arch})")
         if state.get("n") != self.projector.n_det:

@@ -54,6 +54,7 @@ def make_case(phantom_name: str, size: int, case: str, seed: int = 0):
 def run(args) -> list[dict]:
     import napari_ganrec as ng
     from napari_ganrec.evaluation import psnr, ssim
+    from napari_ganrec.methods import label_of
 
     rows = []
     for size in args.sizes:
@@ -104,7 +105,7 @@ def run(args) -> list[dict]:
                 rec = ng.reconstruct(sino, angles, method=method, device=args.device, seed=args.seed,
                                      iterations={k: v for k, v in its.items() if k in stages}, **options)
                 counts = "+".join(f"{k}:{v}" for k, v in its.items() if k in stages)
-                results[f"{ng.label_of(method)} ({counts})"] = (rec, time.perf_counter() - t)
+                results[f"{label_of(method)} ({counts})"] = (rec, time.perf_counter() - t)
             for name, (rec, seconds) in results.items():
                 row = {"size": size, "case": case, "method": name, "ssim": ssim(gt, rec),
                        "psnr": psnr(gt, rec), "seconds": seconds}

@@ -250,3 +250,44 @@ def test_the_result_averages_the_last_images(wedge_data):
         seen.append(stage.current.clone())
     assert not torch.allclose(seen[0], seen[2])
     assert torch.allclose(stage.image(), torch.stack(seen).mean(0) * stage.x_scale, atol=1e-6)
+
+
+# ---------------------------------------------------------------- experiment 2: the orientation critic
+def test_orientation_views_show_measured_and_missing_directions():
+    from napari_ganrec.methods.orientation import orientation_views
+
+    n = 64
+    sector = missing_sector(np.linspace(-35, 35, 51))
+    noise = torch.from_numpy(np.random.default_rng(3).standard_normal((1, n, n)).astype(np.float32))
+    image = remove_wedge(noise, measured_mask(n, sector)).requires_grad_(True)
+    gen = torch.Generator().manual_seed(0)
+    real, fake = orientation_views(image, sector, 16, 8, gen)
+    assert real.shape == fake.shape == (8, 16, 16)
+    # along x (the reference angle 0's wave vectors after the turn), real views vary, fake ones hardly
+    def along_x(p):
+        return float((p[..., :, 1:] - p[..., :, :-1]).detach().pow(2).mean())
+
+    assert along_x(fake) < 0.5 * along_x(real)
+    fake.sum().backward()
+    assert image.grad is not None and float(image.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="orientation patch must be 4 to 43 px for 64 px images, got 50"):
+        orientation_views(image, sector, 50, 1, gen)
+
+
+def test_the_orientation_prior_trains_a_critic_and_saves_it(wedge_data):
+    sino, angles, _ = wedge_data
+    proj, b = _setup(sino, angles)
+    cfg = WedgeFillConfig(**dict(TINY, orientation_weight=0.1, orientation_patch=16))
+    stage = WedgeFill(proj, b, cfg, x0=_rwtv_image(proj, b))
+    before = [p.detach().clone() for p in stage.critic.parameters()]
+    for _ in range(2):
+        losses = stage.step()
+    assert losses["orient_d"] > 0 and losses["orient_g"] > 0
+    assert any(not torch.equal(a, p) for a, p in zip(before, stage.critic.parameters()))
+    assert all(p.requires_grad for p in stage.critic.parameters())
+    state = stage.state()
+    other = WedgeFill(proj, b, cfg, x0=_rwtv_image(proj, b), seed=5)
+    other.load_state(state)
+    assert all(torch.equal(a, p) for a, p in zip(stage.critic.parameters(), other.critic.parameters()))
+    with pytest.raises(ValueError, match="orientation patch must be 4 to 31 px for 48 px images, got 40"):
+        WedgeFill(proj, b, WedgeFillConfig(**dict(TINY, orientation_weight=0.1, orientation_patch=40)))

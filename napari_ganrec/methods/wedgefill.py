@@ -41,6 +41,7 @@ from ..acceleration import Losses
 from ._ops import RunningMean
 from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
+from .orientation import OrientationCritic, orientation_views
 from .rwtv import RWTV, RWTVConfig, image_scale
 from .wedge import measured_mask, missing_sector, remove_wedge, rotate
 
@@ -92,6 +93,12 @@ class WedgeFillConfig(StageConfig):
         The result is the running mean of about the last this-many images (0: the last one).
     data_weight : float
         Weight of the data term on the stage's image.
+    orientation_weight : float
+        Weight of the adversarial orientation prior (:mod:`.orientation`; 0: off): a critic
+        tells patches along measured directions from patches along missing ones, and the network
+        is trained to make them alike.
+    orientation_patch : int
+        Side of the critic's patches (px).
     min_wedge_deg : float
         Angular gaps narrower than this (degrees) are no missing wedge.
     circle : bool
@@ -111,6 +118,8 @@ class WedgeFillConfig(StageConfig):
     update_every: int = 0
     average_last: int = 50
     data_weight: float = 1.0
+    orientation_weight: float = 0.0
+    orientation_patch: int = 24
     min_wedge_deg: float = 5.0
     circle: bool = True
 
@@ -128,6 +137,8 @@ class WedgeFillConfig(StageConfig):
             "update_every": self.update_every >= 0,
             "average_last": self.average_last >= 0,
             "data_weight": self.data_weight >= 0,
+            "orientation_weight": self.orientation_weight >= 0,
+            "orientation_patch": self.orientation_patch >= 4,
             "min_wedge_deg": 0 <= self.min_wedge_deg < 180,
         })
 
@@ -188,7 +199,14 @@ class WedgeFill(Stage):
         with torch.random.fork_rng(devices=[] if self.device.type != "cuda" else [self.device]):
             torch.manual_seed(int(seed))
             self.net = WedgeNet(cfg.channels, dilations(cfg.depth)).to(self.device)
+            self.critic = OrientationCritic().to(self.device) if cfg.orientation_weight > 0 else None
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.opt_critic = None
+        if self.critic is not None:
+            if self.sector is not None:  # the patch size is checked before any work
+                orientation_views(self.teacher[:1], self.sector, cfg.orientation_patch, 1, torch.Generator())
+            self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+            self._bce = nn.BCEWithLogitsLoss()
         self._avg = RunningMean(cfg.average_last)
         self._pool: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._offset = float(torch.rand((), generator=self._gen))
@@ -259,6 +277,10 @@ class WedgeFill(Stage):
         image = self._fill(self.teacher)
         misfit = self._misfit(image)
         loss = restore + cfg.data_weight * misfit
+        extra = {}
+        if self.critic is not None:
+            extra = self._orientation_terms(image)
+            loss = loss + cfg.orientation_weight * extra["orient_g"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -268,7 +290,24 @@ class WedgeFill(Stage):
             if cfg.removal == "fourier" and cfg.update_every and self.iteration % cfg.update_every == 0:
                 self.teacher = self.current.clone()
         return Losses({"loss": loss.detach(), "restore": restore.detach(), "misfit": misfit.detach(),
-                       "wedge_deg": self.sector.width})
+                       "wedge_deg": self.sector.width, **{k: v.detach() for k, v in extra.items()}})
+
+    def _orientation_terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One critic update on detached views, then the network's term (missing views called real)."""
+        real, fake = orientation_views(image, self.sector, self.config.orientation_patch, self.config.rotations,
+                                       self._gen)
+        ones = torch.ones(real.shape[0], device=self.device)
+        zeros = torch.zeros_like(ones)
+        d_loss = self._bce(self.critic(real.detach()), ones) + self._bce(self.critic(fake.detach()), zeros)
+        self.opt_critic.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_critic.step()
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        g_loss = self._bce(self.critic(fake), ones)
+        for p in self.critic.parameters():
+            p.requires_grad_(True)
+        return {"orient_d": d_loss, "orient_g": g_loss}
 
     def _misfit(self, image: torch.Tensor) -> torch.Tensor:
         resid = (self.projector.forward(image * self.x_scale) - self.b) / self.scale
@@ -295,7 +334,9 @@ class WedgeFill(Stage):
 
         return {"stage": self.name, "iteration": self.iteration, "n": self.projector.n_det,
                 "arch": {"channels": self.config.channels, "depth": self.config.depth},
-                "net": copy(self.net.state_dict()), "opt": copy(self.opt.state_dict())}
+                "net": copy(self.net.state_dict()), "opt": copy(self.opt.state_dict()),
+                **({"critic": copy(self.critic.state_dict()), "opt_critic": copy(self.opt_critic.state_dict())}
+                   if self.critic is not None else {})}
 
     def load_state(self, state) -> None:
         """Continue with the network of :meth:`state` (same image size and architecture).
@@ -313,6 +354,9 @@ class WedgeFill(Stage):
             raise ValueError(f"warm_start was made for {state.get('n')} px images, not {self.projector.n_det}")
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
+        if self.critic is not None and "critic" in state:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_critic.load_state_dict(state["opt_critic"])
         with torch.no_grad():
             self.current = self._fill(self.teacher) if self.sector is not None else self.current
         self._avg.reset()

@@ -183,7 +183,10 @@ def main(argv=None) -> int:
     rows = run(args)
     print(f"phantom: {args.phantom}; reweighted TV and GANrec {args.iterations} iterations (chain: "
           f"+{args.chain_ganrec_iterations} GANrec); TV {args.tv_iterations} iterations, "
-          f"best of λ in {args.tv_weights}; SIRT {args.sirt_iterations} iterations")
+          f"best of λ in {args.tv_weights}; SIRT {args.sirt_iterations} iterations"
+          + (f"; wedge filling {args.wedgefill_iterations} iterations" if any("wedgefill" in m for m in args.methods)
+             else "")
+          + (f"; reweighted TV best of {rwtv_grid(args.rwtv_grid)}" if args.rwtv_grid else ""))
     print(table(rows, args.cases, "ssim"))
     print(table(rows, args.cases, "psnr"))
     return 0

@@ -4,23 +4,29 @@ The scan measured only some Fourier directions of the slice (the projection angl
 :mod:`.wedge`). Samples look alike in every orientation, so the measured directions of the slice's
 own reconstruction teach what the missing ones hold. Every iteration:
 
-1. the current reconstruction (the *teacher*, at first the previous stage's image, e.g. reweighted
-   TV's in ``"rwtv+wedgefill"``) is rotated by ``rotations`` random angles, which turns measured
-   directions into the missing wedge;
-2. the wedge is removed again from each rotated copy (a Fourier mask over the missing sector);
-3. the network learns to map the wedge-removed copy back to the rotated copy, with the loss taken
-   only over the Fourier directions that are measured in the rotated copy (where the target is
-   data, not the teacher's own guess);
-4. the same network restores the wedge of the teacher itself: the stage's image keeps the teacher's
-   measured directions and takes the network's output in the missing wedge, non-negative and
-   inside the reconstruction circle, and a data term ``data_weight * 0.5 mean((A x - b)/max|b|)^2``
-   on that image is added to the loss (the real sinogram, through the real projector).
+1. the *teacher* (the previous stage's image, e.g. reweighted TV's in ``"rwtv+wedgefill"``) is
+   rotated, which turns measured directions into the missing wedge: with ``removal="reproject"``
+   (the default) one of ``pool`` copies at evenly spread angles is made per iteration until the
+   pool is full, with ``"fourier"`` ``rotations`` fresh random copies every iteration;
+2. the wedge is removed again from each rotated copy: ``"reproject"`` projects it at the measured
+   angles and reconstructs that with reweighted TV (the input then has the first stage's own
+   artefacts), ``"fourier"`` zeroes the missing sector of its Fourier transform;
+3. the network learns to map the wedge-removed copy back to the rotated copy (``rotations`` copies
+   per iteration, a half turn as a free second pair), with the loss taken only over the Fourier
+   directions that are measured in the rotated copy (where the target is data, not the teacher's
+   own guess);
+4. the same network is applied to the teacher (``"fourier"``: to the wedge-removed teacher, and
+   only its missing wedge is taken; ``keep_measured``: the same with ``"reproject"``); the output,
+   non-negative and inside the reconstruction circle, is the stage's image, and a data term
+   ``data_weight * 0.5 mean((A x - b)/max|b|)^2`` on it is added to the loss (the real sinogram,
+   through the real projector). The result is the running mean of the last ``average_last`` images.
 
-Every ``update_every`` iterations the teacher becomes the current image (IsoNet's refinement
-rounds). Without an initial image (``method="wedgefill"`` alone) the teacher starts from the
-non-negative FBP. When the angles leave no wedge (a gap below ``min_wedge_deg``) there is nothing
-to fill: the stage returns its initial image and says so in a warning and in its ``wedge_deg``
-loss (0).
+With ``"fourier"``, every ``update_every`` iterations the teacher becomes the current image
+(IsoNet's refinement rounds). Without an initial image (``method="wedgefill"`` alone) the teacher
+starts from the non-negative FBP. When the angles leave no wedge (a gap below ``min_wedge_deg``)
+there is nothing to fill: the stage returns its initial image and says so in a warning and in its
+``wedge_deg`` loss (0). ``orientation_weight > 0`` adds the adversarial orientation prior of
+:mod:`.orientation` (#15, experiment 2). Measured figures: docs/experiments.md (issue 15).
 
 The network is a small residual stack of dilated 3x3 convolutions (:class:`WedgeNet`), not the
 GANrec generator: that generator maps a whole sinogram to an image through fully connected layers,

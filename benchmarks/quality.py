@@ -11,6 +11,8 @@ averaged inside the reconstruction circle (``napari_ganrec.evaluation``).
     python benchmarks/quality.py --sizes 128 256 --iterations 2000 --device cuda
     python benchmarks/quality.py --phantom foam --cases 0-120 pm35  # a family the defaults never saw
     python benchmarks/quality.py --methods rwtv rwtv+ganrec --rwtv-options tv_weight=0.3 eps=1.0
+    python benchmarks/quality.py --cases pm35 0-90 --methods rwtv+wedgefill --rwtv-grid tv_weight=0.1,0.3 \
+        eps=0.1,0.3 --wedgefill-options orientation_weight=0.1    # issue 15 (docs/experiments.md)
 """
 
 from __future__ import annotations

@@ -11,15 +11,19 @@ averaged inside the reconstruction circle (``napari_ganrec.evaluation``).
     python benchmarks/quality.py --sizes 128 256 --iterations 2000 --device cuda
     python benchmarks/quality.py --phantom foam --cases 0-120 pm35  # a family the defaults never saw
     python benchmarks/quality.py --methods rwtv rwtv+ganrec --rwtv-options tv_weight=0.3 eps=1.0
+    python benchmarks/quality.py --cases pm35 0-90 --methods rwtv+wedgefill --rwtv-grid tv_weight=0.1,0.3 \
+        eps=0.1,0.3 --wedgefill-options orientation_weight=0.1    # issue 15 (docs/experiments.md)
 
-Reweighted TV appears twice: "reweighted TV" is the best of the ``--rwtv-grid`` (tv_weight, eps)
-pairs per case (an oracle, like best-λ TV) and "reweighted TV, automatic strength" is the method
-``rwtv`` as it runs by default (``tv_weight="auto"``, chosen from the sinogram's noise).
+Reweighted TV appears twice: "reweighted TV, best of grid" is the best of the ``--rwtv-grid``
+settings per case (an oracle, like best-λ TV; chains with reweighted TV start from that setting)
+and "reweighted TV, automatic strength" is the method ``rwtv`` as it runs by default
+(``tv_weight="auto"``, chosen from the sinogram's noise).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 
@@ -57,6 +61,7 @@ def make_case(phantom_name: str, size: int, case: str, seed: int = 0):
 def run(args) -> list[dict]:
     import napari_ganrec as ng
     from napari_ganrec.evaluation import psnr, ssim
+    from napari_ganrec.methods import label_of
 
     rows = []
     for size in args.sizes:
@@ -78,27 +83,37 @@ def run(args) -> list[dict]:
                 if best is None or s > best[0]:
                     best = (s, w, rec, time.perf_counter() - t)
             results[f"TV (best λ={best[1]:g})"] = (best[2], best[3])
-            if args.rwtv_grid:  # reweighted TV as TV is shown: the best of a small grid (an oracle choice)
+            rwtv_options = dict(args.rwtv_options)  # the method rwtv runs with these (default: automatic)
+            chain_options = dict(rwtv_options)  # chains start from the grid's best setting, when there is a grid
+            grid = rwtv_grid(args.rwtv_grid)
+            if grid:  # reweighted TV as TV is shown: the best of a small grid (an oracle choice)
                 best = None
-                for w, e in args.rwtv_grid:
+                for opts in grid:
                     t = time.perf_counter()
-                    rec = ng.reconstruct(sino, angles, method="rwtv", iterations=args.iterations, tv_weight=w,
-                                         eps=e, device=args.device)
+                    rec = ng.reconstruct(sino, angles, method="rwtv", iterations=args.iterations, device=args.device,
+                                         rwtv={**rwtv_options, **opts})
                     s = ssim(gt, rec)
                     if best is None or s > best[0]:
-                        best = (s, f"{w:g}/{e:g}", rec, time.perf_counter() - t)
-                results[f"reweighted TV (best λ/eps={best[1]})"] = (best[2], best[3])
+                        best = (s, opts, rec, time.perf_counter() - t)
+                chain_options.update(best[1])
+                setting = ", ".join(f"{k}={v:g}" for k, v in best[1].items())
+                results[f"reweighted TV, best of grid ({setting}; rwtv:{args.iterations})"] = (best[2], best[3])
             for method in args.methods:
-                its = {"rwtv": args.iterations, "ganrec": args.iterations}
+                its = {"rwtv": args.iterations, "ganrec": args.iterations, "wedgefill": args.wedgefill_iterations}
                 if method == "rwtv+ganrec":
                     its = {"rwtv": args.iterations, "ganrec": args.chain_ganrec_iterations}
+                stages = method.split("+")
+                start = rwtv_options if method == "rwtv" else chain_options
+                options = {"rwtv": start} if "rwtv" in stages else {}
+                if "wedgefill" in stages:  # its re-projections are reconstructed as the chain's reweighted TV
+                    same = {k: v for k, v in start.items() if k in ("tv_weight", "eps")}
+                    options["wedgefill"] = {**same, **dict(args.wedgefill_options)}
                 t = time.perf_counter()
                 rec = ng.reconstruct(sino, angles, method=method, device=args.device, seed=args.seed,
-                                     iterations={k: v for k, v in its.items() if k in method.split("+")},
-                                     **({"rwtv": dict(args.rwtv_options)} if "rwtv" in method else {}))
-                counts = "+".join(f"{k}:{v}" for k, v in its.items() if k in method.split("+"))
-                label = ng.LABELS[method]
-                if method == "rwtv" and "tv_weight" not in dict(args.rwtv_options):
+                                     iterations={k: v for k, v in its.items() if k in stages}, **options)
+                counts = "+".join(f"{k}:{v}" for k, v in its.items() if k in stages)
+                label = label_of(method)
+                if method == "rwtv" and "tv_weight" not in rwtv_options:
                     label += ", automatic strength"  # tv_weight="auto": from the sinogram's noise
                 results[f"{label} ({counts})"] = (rec, time.perf_counter() - t)
             for name, (rec, seconds) in results.items():
@@ -134,12 +149,32 @@ def _option(text: str):
     return key, float(value) if "." in value or "e" in value else int(value)
 
 
-def _pair(text: str) -> tuple[float, float]:
-    w, sep, e = text.partition(":")
-    try:
-        return float(w), float(e)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected TV_WEIGHT:EPS, got {text!r}") from None
+def rwtv_grid(specs: list[str]) -> list[dict]:
+    """The reweighted-TV settings of ``--rwtv-grid`` (``[]``: no grid).
+
+    Either axes, ``["tv_weight=0.1,0.3", "eps=0.1,0.3"]`` -> the four settings of their product, or
+    ``TV_WEIGHT:EPS`` pairs, ``["0.1:0.1", "0.3:1.0"]`` -> those two settings.
+    """
+    axes = [spec for spec in specs if "=" in spec]
+    pairs = [spec for spec in specs if "=" not in spec]
+    if axes and pairs:
+        raise ValueError(f"--rwtv-grid takes NAME=V1,V2 axes or TV_WEIGHT:EPS pairs, not both: {specs!r}")
+    if pairs:
+        out = []
+        for spec in pairs:
+            w, sep, e = spec.partition(":")
+            try:
+                out.append({"tv_weight": float(w), "eps": float(e)})
+            except ValueError:
+                raise ValueError(f"--rwtv-grid expects NAME=V1,V2,... or TV_WEIGHT:EPS, got {spec!r}") from None
+        return out
+    grid = []
+    for spec in axes:
+        key, sep, values = spec.partition("=")
+        if not values:
+            raise ValueError(f"--rwtv-grid expects NAME=V1,V2,..., got {spec!r}")
+        grid.append([(key, float(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*grid)] if grid else []
 
 
 def main(argv=None) -> int:
@@ -155,10 +190,16 @@ def main(argv=None) -> int:
                    help="GANrec iterations of the chain rwtv+ganrec, after --iterations of reweighted TV")
     p.add_argument("--rwtv-options", nargs="*", default=[], type=_option,
                    help="reweighted-TV config fields, e.g. tv_weight=0.3 eps=1.0")
-    p.add_argument("--rwtv-grid", nargs="*", type=_pair, default=[(0.1, 0.1), (0.3, 0.1), (0.3, 1.0)],
-                   help="(tv_weight, eps) pairs W:EPS of reweighted TV; the best per case is the row 'reweighted "
-                   "TV' (an oracle choice, as for TV; none: no such row). The method rwtv runs as asked "
-                   "(default tv_weight='auto': the row 'reweighted TV, automatic strength')")
+    p.add_argument("--rwtv-grid", nargs="*", default=["0.1:0.1", "0.3:0.1", "0.3:1.0"], metavar="SETTING",
+                   help="reweighted TV: the best of this grid per case, the row 'reweighted TV, best of grid' (an "
+                        "oracle choice, like TV's λ), as TV_WEIGHT:EPS pairs (default 0.1:0.1 0.3:0.1 0.3:1.0) or axes "
+                        "NAME=V1,V2 (e.g. tv_weight=0.1,0.3 eps=0.1,0.3; their product); none: no such row. Chains "
+                        "with reweighted TV start from the best setting; the method rwtv runs as --rwtv-options say "
+                        "(default automatic: the row 'reweighted TV, automatic strength')")
+    p.add_argument("--wedgefill-iterations", type=int, default=300,
+                   help="iterations of the wedge-filling stage (rwtv+wedgefill), after --iterations of reweighted TV")
+    p.add_argument("--wedgefill-options", nargs="*", default=[], type=_option,
+                   help="wedge-filling config fields, e.g. pool=8 lr=0.002")
     p.add_argument("--sirt-iterations", type=int, default=200)
     p.add_argument("--tv-iterations", type=int, default=None,
                    help="TV iterations (default: --iterations, so TV and reweighted TV get the same budget)")
@@ -167,13 +208,20 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    try:
+        rwtv_grid(args.rwtv_grid)  # a bad setting stops here, before any reconstruction
+    except ValueError as exc:
+        p.error(str(exc))
     if args.tv_iterations is None:
         args.tv_iterations = args.iterations
     rows = run(args)
     print(f"phantom: {args.phantom}; reweighted TV and GANrec {args.iterations} iterations (chain: "
           f"+{args.chain_ganrec_iterations} GANrec); TV {args.tv_iterations} iterations, "
-          f"best of λ in {args.tv_weights}; SIRT {args.sirt_iterations} iterations; reweighted TV: best of "
-          f"λ/eps in {args.rwtv_grid}, and as --rwtv-options say ({dict(args.rwtv_options) or 'automatic'})")
+          f"best of λ in {args.tv_weights}; SIRT {args.sirt_iterations} iterations"
+          + (f"; wedge filling {args.wedgefill_iterations} iterations" if any("wedgefill" in m for m in args.methods)
+             else "")
+          + (f"; reweighted TV best of {rwtv_grid(args.rwtv_grid)}" if args.rwtv_grid else "")
+          + f"; the method rwtv: {dict(args.rwtv_options) or 'automatic strength'}")
     print(table(rows, args.cases, "ssim"))
     print(table(rows, args.cases, "psnr"))
     return 0

@@ -22,7 +22,8 @@ def test_quality_benchmark_prints_ssim_and_psnr_tables(capsys):
                          "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "| method | ±35 (51) | noisy 0-120 |" in out
-    for method in ("FBP", "SIRT", "TV", "reweighted TV", "GANrec", "reweighted TV + GANrec"):
+    for method in ("FBP", "SIRT", "TV", "reweighted TV, best of grid", "reweighted TV, automatic strength", "GANrec",
+                   "reweighted TV + GANrec"):
         assert f"| {method} | 0." in out
 
 

@@ -102,7 +102,7 @@ def _last_iterate(proj, b, n):
 
 
 def test_the_registry_is_the_one_list_of_methods():
-    assert M.METHODS == ("fbp", "sirt", "tv", "rwtv", "ganrec", "rwtv+ganrec")
+    assert M.METHODS == ("fbp", "sirt", "tv", "rwtv", "ganrec", "wedgefill", "rwtv+ganrec", "rwtv+wedgefill")
     assert M.LABELS["rwtv"] == "reweighted TV" and M.LABELS["rwtv+ganrec"] == "reweighted TV + GANrec"
     assert M.DEFAULT_METHOD in M.METHODS
     plan = M.make_plan("rwtv+ganrec", {"rwtv": 300, "ganrec": 200})

@@ -201,4 +201,4 @@ def test_quality_benchmark_has_the_automatic_and_the_best_grid_rows(capsys):
                          "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "| reweighted TV, automatic strength | 0." in out
-    assert "| reweighted TV | 0." in out
+    assert "| reweighted TV, best of grid | 0." in out

@@ -18,9 +18,10 @@ from qtpy.QtWidgets import (
 )
 
 from ..methods import FILTERS, METHODS, REGISTRY, parse_method
+from ..methods.wedgefill import REMOVALS
 
 OUTPUT_CHOICES = ("linear", "relu", "softplus")
-CHOICES = {"filter_name": FILTERS}
+CHOICES = {"filter_name": FILTERS, "removal": REMOVALS}
 # GANrec execution choices (napari_ganrec.acceleration.Acceleration fields; None: automatic)
 EXECUTION = {
     "auto": None,

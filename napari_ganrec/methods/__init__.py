@@ -1,15 +1,17 @@
 """The methods, one module each, and the registry: the only list of methods in the project.
 
-=================  ==========================================================================
-method             what runs
-=================  ==========================================================================
-``fbp``            filtered back projection (one step)
-``sirt``           SIRT, non-negative
-``tv``             TV-regularised least squares, Chambolle-Pock
-``rwtv``           reweighted TV (log penalty), Chambolle-Pock with reweighting
-``ganrec``         the paper's GAN: generator + discriminator, GAN + lambda*L1, at every iteration
-``rwtv+ganrec``    reweighted TV, then GANrec starting from its image (a chain)
-=================  ==========================================================================
+===================  ==========================================================================
+method               what runs
+===================  ==========================================================================
+``fbp``              filtered back projection (one step)
+``sirt``             SIRT, non-negative
+``tv``               TV-regularised least squares, Chambolle-Pock
+``rwtv``             reweighted TV (log penalty), Chambolle-Pock with reweighting
+``ganrec``           the paper's GAN: generator + discriminator, GAN + lambda*L1, at every iteration
+``rwtv+ganrec``      reweighted TV, then GANrec starting from its image (a chain)
+``wedgefill``        self-supervised wedge filling (a conv net learns the missing wedge from rotated copies)
+``rwtv+wedgefill``   reweighted TV, then wedge filling of its image (a chain)
+===================  ==========================================================================
 
 Any ``a+b+...`` of these stages is a chain: each stage starts from the previous stage's image.
 
@@ -38,6 +40,7 @@ from .ganrec import DivergenceError, GANrec, GANrecConfig
 from .rwtv import RWTV, RWTVConfig
 from .sirt import SIRT, SIRTConfig
 from .tv import TV, TVConfig
+from .wedgefill import WedgeFill, WedgeFillConfig
 
 __all__ = [
     "MethodInfo", "REGISTRY", "STAGES", "CHAINS", "METHODS", "DEFAULT_METHOD", "LABELS", "FILTERS",
@@ -69,10 +72,13 @@ REGISTRY: dict[str, MethodInfo] = {info.name: info for info in (
                "reweighted TV (log penalty), preconditioned primal-dual with reweighting"),
     MethodInfo("ganrec", "GANrec", GANrec, GANrecConfig,
                "the paper's GAN: generator + discriminator, GAN + lambda*L1, every iteration"),
+    MethodInfo("wedgefill", "wedge filling", WedgeFill, WedgeFillConfig,
+               "self-supervised wedge filling: a conv net learns the missing wedge from rotated copies"),
 )}
 STAGES: tuple[str, ...] = tuple(REGISTRY)
 #: Chains offered by name (any other chain of stages also runs).
-CHAINS: dict[str, str] = {"rwtv+ganrec": "reweighted TV, then GANrec starting from its image"}
+CHAINS: dict[str, str] = {"rwtv+ganrec": "reweighted TV, then GANrec starting from its image",
+                          "rwtv+wedgefill": "reweighted TV, then self-supervised wedge filling of its image"}
 #: What the CLI, the widget and the demo offer, in this order.
 METHODS: tuple[str, ...] = STAGES + tuple(CHAINS)
 #: The recommended method: what wins benchmarks/quality.py (README, docs/experiments.md).

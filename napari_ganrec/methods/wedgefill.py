@@ -1,0 +1,373 @@
+"""Self-supervised wedge filling (IsoNet / DeepDeWedge style), per slice, with a small conv net.
+
+The scan measured only some Fourier directions of the slice (the projection angles; see
+:mod:`.wedge`). Samples look alike in every orientation, so the measured directions of the slice's
+own reconstruction teach what the missing ones hold. Every iteration:
+
+1. the *teacher* (the previous stage's image, e.g. reweighted TV's in ``"rwtv+wedgefill"``) is
+   rotated, which turns measured directions into the missing wedge: with ``removal="reproject"``
+   (the default) one of ``pool`` copies at evenly spread angles is made per iteration until the
+   pool is full, with ``"fourier"`` ``rotations`` fresh random copies every iteration;
+2. the wedge is removed again from each rotated copy: ``"reproject"`` projects it at the measured
+   angles and reconstructs that with reweighted TV (the input then has the first stage's own
+   artefacts), ``"fourier"`` zeroes the missing sector of its Fourier transform;
+3. the network learns to map the wedge-removed copy back to the rotated copy (``rotations`` copies
+   per iteration, a half turn as a free second pair), with the loss taken only over the Fourier
+   directions that are measured in the rotated copy (where the target is data, not the teacher's
+   own guess);
+4. the same network is applied to the teacher (``"fourier"``: to the wedge-removed teacher, and
+   only its missing wedge is taken; ``keep_measured``: the same with ``"reproject"``); the output,
+   non-negative and inside the reconstruction circle, is the stage's image, and a data term
+   ``data_weight * 0.5 mean((A x - b)/max|b|)^2`` on it is added to the loss (the real sinogram,
+   through the real projector). The result is the running mean of the last ``average_last`` images.
+
+With ``"fourier"``, every ``update_every`` iterations the teacher becomes the current image
+(IsoNet's refinement rounds). Without an initial image (``method="wedgefill"`` alone) the teacher
+starts from the non-negative FBP. When the angles leave no wedge (a gap below ``min_wedge_deg``)
+there is nothing to fill: the stage returns its initial image and says so in a warning and in its
+``wedge_deg`` loss (0). ``orientation_weight > 0`` adds the adversarial orientation prior of
+:mod:`.orientation` (#15, experiment 2). Measured figures: docs/experiments.md (issue 15).
+
+The network is a small residual stack of dilated 3x3 convolutions (:class:`WedgeNet`), not the
+GANrec generator: that generator maps a whole sinogram to an image through fully connected layers,
+so it cannot take an image, and it has no translation equivariance; wedge filling needs an
+image-to-image map whose receptive field (here about 60 px) spans the wedge's streaks and that
+applies the same local rule in every place and orientation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..acceleration import Losses
+from ._ops import RunningMean
+from .base import Stage, StageConfig, check_fields
+from .fbp import fbp
+from .orientation import OrientationCritic, orientation_views
+from .rwtv import RWTV, RWTVConfig, image_scale
+from .wedge import measured_mask, missing_sector, remove_wedge, rotate
+
+__all__ = ["WedgeFillConfig", "WedgeFill", "WedgeNet", "REMOVALS", "dilations"]
+
+#: How a rotated copy loses its wedge (:class:`WedgeFillConfig` ``removal``).
+REMOVALS = ("reproject", "fourier")
+
+
+def dilations(depth: int) -> tuple[int, ...]:
+    """``depth=3`` -> ``(1, 2, 4, 4, 2, 1)``: the network's dilations, up and back down."""
+    up = tuple(2**i for i in range(depth))
+    return up + up[::-1]
+
+
+@dataclass(frozen=True)
+class WedgeFillConfig(StageConfig):
+    """Options of wedge filling.
+
+    Attributes
+    ----------
+    removal : {"reproject", "fourier"}
+        How the wedge is removed from a rotated copy: ``"reproject"`` projects it at the measured
+        angles and reconstructs that with reweighted TV (``pool_iterations``, ``tv_weight``,
+        ``eps``), so the network learns to undo exactly what the first stage leaves; the network
+        then maps the teacher itself to the image. ``"fourier"`` zeroes the missing sector of its
+        Fourier transform; the network then fills the wedge of the wedge-removed teacher.
+    channels : int
+        Feature maps of the network.
+    depth : int
+        The network's residual blocks of dilated 3x3 convolutions go up as dilations 1, 2, ...,
+        ``2**(depth-1)`` and back down (depth 4: about 60 px of receptive field).
+    lr : float
+        Adam learning rate.
+    rotations : int
+        Rotated copies per iteration (the self-supervised batch).
+    pool : int
+        ``"reproject"``: rotated copies made (one per iteration over the first ``pool`` ones, at
+        evenly spread angles with a random offset), each reconstructed once, then drawn from.
+    pool_iterations, tv_weight, eps : int, float, float
+        ``"reproject"``: the reweighted-TV run that reconstructs each copy (see
+        :class:`~napari_ganrec.methods.rwtv.RWTVConfig`; a chain's ``tv_weight=`` reaches both).
+    keep_measured : bool
+        The image keeps the teacher's measured Fourier directions and takes only the missing wedge
+        from the network (``"fourier"`` always does).
+    update_every : int
+        ``"fourier"``: iterations between two renewals of the teacher (0: never).
+    average_last : int
+        The result is the running mean of about the last this-many images (0: the last one).
+    data_weight : float
+        Weight of the data term on the stage's image.
+    orientation_weight : float
+        Weight of the adversarial orientation prior (:mod:`.orientation`; 0: off): a critic
+        tells patches along measured directions from patches along missing ones, and the network
+        is trained to make them alike.
+    orientation_patch : int
+        Side of the critic's patches (px).
+    min_wedge_deg : float
+        Angular gaps narrower than this (degrees) are no missing wedge.
+    circle : bool
+        Only pixels inside the reconstruction circle are free (outside is 0).
+    """
+
+    removal: str = "reproject"
+    channels: int = 16
+    depth: int = 4
+    lr: float = 1e-3
+    rotations: int = 4
+    pool: int = 16
+    pool_iterations: int = 300
+    tv_weight: float = 0.1
+    eps: float = 0.1
+    keep_measured: bool = False
+    update_every: int = 0
+    average_last: int = 50
+    data_weight: float = 1.0
+    orientation_weight: float = 0.0
+    orientation_patch: int = 24
+    min_wedge_deg: float = 5.0
+    circle: bool = True
+
+    def __post_init__(self):
+        check_fields(self, {
+            "removal": self.removal in REMOVALS,
+            "channels": self.channels >= 1,
+            "pool": self.pool >= 1,
+            "pool_iterations": self.pool_iterations >= 1,
+            "tv_weight": self.tv_weight >= 0,
+            "eps": self.eps > 0,
+            "depth": 1 <= self.depth <= 8,
+            "lr": self.lr > 0,
+            "rotations": self.rotations >= 1,
+            "update_every": self.update_every >= 0,
+            "average_last": self.average_last >= 0,
+            "data_weight": self.data_weight >= 0,
+            "orientation_weight": self.orientation_weight >= 0,
+            "orientation_patch": self.orientation_patch >= 4,
+            "min_wedge_deg": 0 <= self.min_wedge_deg < 180,
+        })
+
+
+class WedgeNet(nn.Module):
+    """Image ``(B, n, n)`` -> image: ``x + last(h)``, where ``h`` goes through residual blocks
+    ``h + leaky_relu(conv_d(h))`` of dilated 3x3 convolutions (so every layer gets its gradient),
+    and the last layer starts at zero (the untrained network is the identity)."""
+
+    def __init__(self, channels: int = 16, dilations: tuple[int, ...] = (1, 2, 4, 8, 8, 4, 2, 1)):
+        super().__init__()
+        self.first = nn.Conv2d(1, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
+        self.act = nn.LeakyReLU(0.1)
+        self.last = nn.Conv2d(channels, 1, 3, padding=1)
+        nn.init.zeros_(self.last.weight)
+        nn.init.zeros_(self.last.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.first(x.unsqueeze(1)))
+        for conv in self.blocks:
+            h = h + self.act(conv(h))
+        return x + self.last(h)[:, 0]
+
+
+class WedgeFill(Stage):
+    """Self-supervised wedge filling (see the module docstring).
+
+    Losses: ``loss`` (the total), ``restore`` (the self-supervised term), ``misfit`` (the data
+    term, ``0.5 mean((A x - b) / max|b|)^2``), ``wedge_deg`` (the missing sector's width).
+    """
+
+    name = "wedgefill"
+    label = "wedge filling"
+    monitor = "loss"
+
+    def __init__(self, projector, sinograms, config: WedgeFillConfig | None = None, *, x0=None, seed=0,
+                 acceleration=None):
+        super().__init__(projector, sinograms, config or WedgeFillConfig(), x0=x0)
+        cfg = self.config
+        n = projector.n_det
+        if not cfg.circle:
+            self.mask = torch.ones_like(self.mask)
+        self.sector = missing_sector(projector.geometry.angles_deg, cfg.min_wedge_deg)
+        if self.sector is None:
+            warnings.warn(f"wedgefill: the angles leave no missing wedge wider than {cfg.min_wedge_deg:g} "
+                          "degrees; the stage returns its initial image", UserWarning, stacklevel=2)
+        self.fmask = measured_mask(n, self.sector, self.device)
+        with torch.no_grad():
+            self.scale = self.b.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+            if x0 is None:
+                x0 = (fbp(projector, self.b) * self.mask).clamp(min=0)
+            self.x_scale = image_scale(projector, self.b, self.mask)
+            self.teacher = (x0.to(self.device, torch.float32).clamp(min=0) * self.mask / self.x_scale).contiguous()
+            self.current = self.teacher.clone()
+        self._gen = torch.Generator(device="cpu")
+        self._gen.manual_seed(int(seed) + 7)
+        with torch.random.fork_rng(devices=[] if self.device.type != "cuda" else [self.device]):
+            torch.manual_seed(int(seed))
+            self.net = WedgeNet(cfg.channels, dilations(cfg.depth)).to(self.device)
+            self.critic = OrientationCritic().to(self.device) if cfg.orientation_weight > 0 else None
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.opt_critic = None
+        if self.critic is not None:
+            if self.sector is not None:  # the patch size is checked before any work
+                orientation_views(self.teacher[:1], self.sector, cfg.orientation_patch, 1, torch.Generator())
+            self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+            self._bce = nn.BCEWithLogitsLoss()
+        self._avg = RunningMean(cfg.average_last)
+        self._pool: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._offset = float(torch.rand((), generator=self._gen))
+
+    # ------------------------------------------------------------------ one iteration
+    def _fill(self, teacher: torch.Tensor) -> torch.Tensor:
+        """The stage's image from the teacher (normalised units), non-negative and masked."""
+        if self.config.removal == "fourier":
+            out = self.net(remove_wedge(teacher, self.fmask))
+        else:
+            out = self.net(teacher)
+        if self.config.removal == "fourier" or self.config.keep_measured:
+            out = teacher + remove_wedge(out - teacher, 1.0 - self.fmask)
+        return out.clamp(min=0) * self.mask
+
+    def _reconstruct_copy(self, target: torch.Tensor) -> torch.Tensor:
+        """``target`` (normalised) projected at the measured angles and reconstructed by reweighted TV."""
+        cfg = self.config
+        with torch.no_grad():
+            sino = self.projector.forward(target * self.x_scale)
+            solver = RWTV(self.projector, sino, RWTVConfig(tv_weight=cfg.tv_weight, eps=cfg.eps,
+                                                           circle=cfg.circle))
+            for _ in range(cfg.pool_iterations):
+                solver.step()
+            out = solver.image() / self.x_scale
+            solver.close()
+        return out
+
+    def _grow_pool(self) -> None:
+        """One more rotated copy per slice (its input, target and measured mask) in the pool."""
+        k = len(self._pool)
+        alpha = (k + self._offset) * 180.0 / self.config.pool
+        a = torch.full((self.batch,), alpha)
+        target = rotate(self.teacher, a) * self.mask
+        inp = self._reconstruct_copy(target)
+        self._pool.append((inp, target, measured_mask(self.projector.n_det, self.sector.shifted(alpha),
+                                                      self.device)))
+
+    def _restore_loss(self) -> torch.Tensor:
+        k = self.config.rotations
+        n = self.projector.n_det
+        if self.config.removal == "fourier":
+            alpha = torch.rand(self.batch * k, generator=self._gen) * 180.0
+            target = rotate(self.teacher.repeat_interleave(k, dim=0), alpha) * self.mask
+            inp = remove_wedge(target, self.fmask)
+            masks = torch.stack([measured_mask(n, self.sector.shifted(float(a)), self.device) for a in alpha])
+        else:
+            pick = torch.randint(len(self._pool), (k,), generator=self._gen).tolist()
+            inp = torch.cat([self._pool[i][0] for i in pick])
+            target = torch.cat([self._pool[i][1] for i in pick])
+            masks = torch.stack([self._pool[i][2] for i in pick]).repeat_interleave(self.batch, dim=0)
+            # a half turn keeps every Fourier orientation (modulo 180), so it is a free second pair
+            turn = torch.rand(inp.shape[0], generator=self._gen) < 0.5
+            inp = torch.where(turn.view(-1, 1, 1), torch.flip(inp, (-2, -1)), inp)
+            target = torch.where(turn.view(-1, 1, 1), torch.flip(target, (-2, -1)), target)
+        err = torch.fft.fft2(self.net(inp) - target, norm="ortho").abs() ** 2
+        return (err * masks).sum() / (masks.sum() * 1.0)
+
+    def step(self) -> Losses:
+        cfg = self.config
+        self.iteration += 1
+        if self.sector is None:
+            return Losses({"loss": 0.0, "restore": 0.0, "misfit": self._misfit(self.current), "wedge_deg": 0.0})
+        if cfg.removal == "reproject" and len(self._pool) < cfg.pool:
+            self._grow_pool()
+        self.net.train()
+        restore = self._restore_loss()
+        image = self._fill(self.teacher)
+        misfit = self._misfit(image)
+        loss = restore + cfg.data_weight * misfit
+        extra = {}
+        if self.critic is not None:
+            extra = self._orientation_terms(image)
+            loss = loss + cfg.orientation_weight * extra["orient_g"]
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            self.current = self._fill(self.teacher)
+            self._avg.add(self.current)
+            if cfg.removal == "fourier" and cfg.update_every and self.iteration % cfg.update_every == 0:
+                self.teacher = self.current.clone()
+        return Losses({"loss": loss.detach(), "restore": restore.detach(), "misfit": misfit.detach(),
+                       "wedge_deg": self.sector.width, **{k: v.detach() for k, v in extra.items()}})
+
+    def _orientation_terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One critic update on detached views, then the network's term (missing views called real)."""
+        real, fake = orientation_views(image, self.sector, self.config.orientation_patch, self.config.rotations,
+                                       self._gen)
+        ones = torch.ones(real.shape[0], device=self.device)
+        zeros = torch.zeros_like(ones)
+        d_loss = self._bce(self.critic(real.detach()), ones) + self._bce(self.critic(fake.detach()), zeros)
+        self.opt_critic.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_critic.step()
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        g_loss = self._bce(self.critic(fake), ones)
+        for p in self.critic.parameters():
+            p.requires_grad_(True)
+        return {"orient_d": d_loss, "orient_g": g_loss}
+
+    def _misfit(self, image: torch.Tensor) -> torch.Tensor:
+        resid = (self.projector.forward(image * self.x_scale) - self.b) / self.scale
+        return 0.5 * (resid * resid).mean()
+
+    @torch.no_grad()
+    def image(self) -> torch.Tensor:
+        x = self._avg.mean if self._avg.mean is not None else self.current
+        return x * self.x_scale
+
+    # ------------------------------------------------------------------ state
+    def state(self, host: bool = True) -> dict:
+        """The network's and the optimiser's weights (the learned filling carries to the next
+        slice; each slice keeps its own teacher)."""
+        def copy(v):
+            if torch.is_tensor(v):
+                v = v.detach()
+                return v.cpu().clone() if host else v.clone()
+            if isinstance(v, dict):
+                return {k: copy(w) for k, w in v.items()}
+            if isinstance(v, list):
+                return [copy(w) for w in v]
+            return v
+
+        return {"stage": self.name, "iteration": self.iteration, "n": self.projector.n_det,
+                "arch": {"channels": self.config.channels, "depth": self.config.depth},
+                "net": copy(self.net.state_dict()), "opt": copy(self.opt.state_dict()),
+                **({"critic": copy(self.critic.state_dict()), "opt_critic": copy(self.opt_critic.state_dict())}
+                   if self.critic is not None else {})}
+
+    def load_state(self, state) -> None:
+        """Continue with the network of :meth:`state` (same image size and architecture).
+
+        Raises
+        ------
+        ValueError
+            When the state was made for another stage, image size or network architecture.
+        """
+        self._check_state(state)
+        arch = {"channels": self.config.channels, "depth": self.config.depth}
+        if state.get("arch") != arch:
+            raise ValueError(f"warm_start has another wedgefill network ({state.get('arch')}, not {arch})")
+        if state.get("n") != self.projector.n_det:
+            raise ValueError(f"warm_start was made for {state.get('n')} px images, not {self.projector.n_det}")
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        if self.critic is not None and "critic" in state:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_critic.load_state_dict(state["opt_critic"])
+        with torch.no_grad():
+            self.current = self._fill(self.teacher) if self.sector is not None else self.current
+        self._avg.reset()
+
+    def close(self) -> None:
+        self.teacher = self.current = None
+        self._pool = []
+        self._avg.reset()

@@ -1,0 +1,44 @@
+"""benchmarks/quality.py: the reweighted-TV grid row and the wedge-filling chain's row (#15)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quality():
+    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rwtv_grid_is_the_product_of_its_axes():
+    q = _quality()
+    assert q.rwtv_grid(["tv_weight=0.1,0.3", "eps=0.5"]) == [{"tv_weight": 0.1, "eps": 0.5},
+                                                              {"tv_weight": 0.3, "eps": 0.5}]
+    assert q.rwtv_grid([]) == []
+    with pytest.raises(ValueError, match="--rwtv-grid expects NAME=V1,V2"):
+        q.rwtv_grid(["tv_weight"])
+    # or TV_WEIGHT:EPS pairs, as they are (the default grid)
+    assert q.rwtv_grid(["0.1:0.1", "0.3:1.0"]) == [{"tv_weight": 0.1, "eps": 0.1}, {"tv_weight": 0.3, "eps": 1.0}]
+    with pytest.raises(ValueError, match="not both"):
+        q.rwtv_grid(["0.1:0.1", "eps=0.3"])
+    with pytest.raises(SystemExit):  # the command line refuses it before any reconstruction
+        q.main(["--rwtv-grid", "0.1:x"])
+
+
+def test_grid_row_and_wedgefill_row(capsys):
+    q = _quality()
+    assert q.main(["--sizes", "32", "--cases", "pm35", "--iterations", "3", "--tv-iterations", "3",
+                   "--sirt-iterations", "3", "--tv-weights", "0.1", "--methods", "rwtv", "rwtv+wedgefill",
+                   "--rwtv-grid", "tv_weight=0.1,0.3", "--wedgefill-iterations", "2",
+                   "--wedgefill-options", "pool=2", "pool_iterations=3", "channels=4", "depth=1",
+                   "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "| reweighted TV, best of grid | 0." in captured.out
+    assert "| reweighted TV + wedge filling | 0." in captured.out
+    assert "| reweighted TV | " not in captured.out  # the grid's row stands for reweighted TV
+    assert "(rwtv:3+wedgefill:2)" in captured.err

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_writes_reconstruction_and_comparison_figure(tmp_path, capsys):
     out = tmp_path / "demo"
-    from napari_ganrec.methods import DEFAULT_METHOD, LABELS, METHODS
+    from napari_ganrec.methods import DEFAULT_METHOD, DEMO_METHODS, EXPERIMENTAL, LABELS
 
     assert main(["demo", "-o", str(out), "--size", "32", "--iterations", "6", "--device", "cpu"]) == 0
     name = f"reconstruction_{DEFAULT_METHOD.replace('+', '_')}.tif"
@@ -29,9 +29,11 @@ def test_demo_writes_reconstruction_and_comparison_figure(tmp_path, capsys):
     png = (out / "comparison.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
-    # every method of the registry, under its own name, with its SSIM and time
-    for m in METHODS:
+    # every method of the registry but the experimental ones, under its own name, with its SSIM and time
+    for m in DEMO_METHODS:
         assert re.search(rf"^{re.escape(LABELS[m])}\s+SSIM 0\.\d{{3}}  \(\d+\.\d s", printed, re.M), m
+    assert EXPERIMENTAL and not any(re.search(rf"^{re.escape(LABELS[m])}\s+SSIM", printed, re.M)
+                                    for m in EXPERIMENTAL)
     summary = json.loads((out / "demo.json").read_text())
     assert summary["methods"]["rwtv+ganrec"]["stages"] == [{"name": "rwtv", "iterations": 6},
                                                            {"name": "ganrec", "iterations": 6}]
@@ -219,3 +221,21 @@ def test_reconstruct_rejects_bad_gpu_options(tmp_path, capsys):
     code = main(["reconstruct", str(path), "-o", str(tmp_path / "r.tif"), "--angles", "0:120",
                  "--slices", "0:1", "--iterations", "2", "--device", "cpu", "--check-every", "0"])
     assert code == 2 and "check_every" in capsys.readouterr().err
+
+
+def test_demo_runs_the_methods_asked_for(tmp_path, capsys):
+    from napari_ganrec.cli.demo import demo_methods
+    from napari_ganrec.methods import DEFAULT_METHOD, METHODS
+
+    assert demo_methods("all") == METHODS
+    assert demo_methods("fbp") == tuple(m for m in METHODS if m in ("fbp", DEFAULT_METHOD))
+    with pytest.raises(ValueError, match="--methods takes 'all' or names"):
+        demo_methods("fbp,art")
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--size", "24", "--iterations", "2", "--device", "cpu",
+                 "--methods", "fbp,rwtv+wedgefill"]) == 0
+    summary = json.loads((out / "demo.json").read_text())
+    assert list(summary["methods"]) == [m for m in METHODS if m in ("fbp", DEFAULT_METHOD, "rwtv+wedgefill")]
+    assert summary["methods"]["rwtv+wedgefill"]["stages"] == [{"name": "rwtv", "iterations": 2},
+                                                              {"name": "wedgefill", "iterations": 2}]
+    assert main(["demo", "-o", str(tmp_path / "bad"), "--methods", "art"]) == 2

@@ -43,7 +43,8 @@ from .tv import TV, TVConfig
 from .wedgefill import WedgeFill, WedgeFillConfig
 
 __all__ = [
-    "MethodInfo", "REGISTRY", "STAGES", "CHAINS", "METHODS", "DEFAULT_METHOD", "LABELS", "FILTERS",
+    "MethodInfo", "REGISTRY", "STAGES", "CHAINS", "METHODS", "EXPERIMENTAL", "DEMO_METHODS", "DEFAULT_METHOD",
+    "LABELS", "FILTERS",
     "StagePlan", "Plan", "parse_method", "make_plan", "label_of", "Stage", "StageConfig",
     "DivergenceError",
 ]
@@ -79,8 +80,13 @@ STAGES: tuple[str, ...] = tuple(REGISTRY)
 #: Chains offered by name (any other chain of stages also runs).
 CHAINS: dict[str, str] = {"rwtv+ganrec": "reweighted TV, then GANrec starting from its image",
                           "rwtv+wedgefill": "reweighted TV, then self-supervised wedge filling of its image"}
-#: What the CLI, the widget and the demo offer, in this order.
+#: What the CLI and the widget offer, in this order.
 METHODS: tuple[str, ...] = STAGES + tuple(CHAINS)
+#: Research methods (issue 15, docs/experiments.md): offered, but 5-20x slower than reweighted TV
+#: and short of their target, so the demo leaves them out unless asked.
+EXPERIMENTAL: tuple[str, ...] = ("wedgefill", "rwtv+wedgefill")
+#: What the demo compares by default.
+DEMO_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in EXPERIMENTAL)
 #: The recommended method: what wins benchmarks/quality.py (README, docs/experiments.md).
 DEFAULT_METHOD = "rwtv"
 

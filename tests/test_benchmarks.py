@@ -1,18 +1,7 @@
 """The benchmark scripts run (tiny settings) and print their tables."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _benchmarks import load_benchmark as _load
 
 
 def test_quality_benchmark_prints_ssim_and_psnr_tables(capsys):

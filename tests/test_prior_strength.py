@@ -189,13 +189,9 @@ def test_cli_refuses_a_word_other_than_auto(tmp_path, capsys):
 
 
 def test_quality_benchmark_has_the_automatic_and_the_best_grid_rows(capsys):
-    import importlib.util
-    from pathlib import Path
+    from _benchmarks import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
-    spec = importlib.util.spec_from_file_location("quality_prior", path)
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = load_benchmark("quality")
     assert quality.main(["--sizes", "32", "--cases", "noisy-0-120", "--iterations", "3", "--tv-iterations", "3",
                          "--sirt-iterations", "3", "--methods", "rwtv", "--rwtv-grid", "0.1:0.1", "0.3:1.0",
                          "--device", "cpu"]) == 0

@@ -1,21 +1,15 @@
 """benchmarks/reference.py: this project's GAN always; the authors' TensorFlow code only where importable."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from _benchmarks import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("reference", ROOT / "benchmarks" / "reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("reference")
 
 
 def test_ours_runs_in_its_own_process_and_prints_the_table(capsys, monkeypatch, tmp_path):

@@ -83,13 +83,9 @@ def test_seed_ensemble_refuses_bad_input(small, kwargs, match):
 
 
 def test_uncertainty_benchmark_prints_its_table(capsys):
-    import importlib.util
-    from pathlib import Path
+    from _benchmarks import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "uncertainty.py"
-    spec = importlib.util.spec_from_file_location("uncertainty_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("uncertainty")
     assert bench.main(["--size", "32", "--cases", "0-120", "--seeds", "2", "--iterations", "2",
                        "--rwtv-iterations", "2", "--chain-ganrec-iterations", "2"]) == 0
     out = capsys.readouterr().out

@@ -271,14 +271,9 @@ def test_bad_input(data):
 
 def _volume_benchmark():
     """benchmarks/volume.py as a module."""
-    import importlib.util
-    from pathlib import Path
+    from _benchmarks import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "volume.py"
-    spec = importlib.util.spec_from_file_location("bench_volume", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("volume")
 
 
 def test_volume_benchmark_prints_its_tables(capsys):

@@ -18,6 +18,7 @@ The worker never reads widget state, and the main thread never touches the solve
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -154,8 +155,8 @@ class RunParams:
         for before, after in zip(plan.stages, resolved.stages):
             if after.config is before.config:
                 continue
-            fields = {k: getattr(after.config, k) for k in ("tv_weight", "eps", "noise")
-                      if hasattr(after.config, k)}
+            fields = {f.name: getattr(after.config, f.name) for f in dataclasses.fields(after.config)
+                      if getattr(after.config, f.name) != getattr(before.config, f.name)}
             given = options.get(before.name)
             options[before.name] = {**(dict(given) if isinstance(given, Mapping) else {}), **fields}
             changed = True

@@ -48,6 +48,8 @@ def _acceleration(execution: str, amp: str | None = None):
 
 STAGES = ("sirt", "tv", "rwtv", "ganrec", "ganrec+x0")
 NETWORK_STAGES = ("ganrec", "ganrec+x0")
+#: The stages that the execution options change (SIRT and TV always run plain float32, eagerly).
+ACCELERATED = NETWORK_STAGES + ("rwtv",)
 
 
 def _parse_threads(value: str) -> int | str:
@@ -123,12 +125,13 @@ def _one(size: int, batch: int, device: str, iterations: int, stage: str = "rwtv
         blocks.append((time.perf_counter() - t) / iterations)
         cpu_blocks.append((time.process_time() - c) / iterations)
     med = float(np.median(blocks))
-    resolved = resolve_acceleration(acc, dev, residual_generator=stage != "ganrec")
     compiled = getattr(solver, "_dual", None) or getattr(solver, "_run_g", None)
+    detail = "fp32, eager"
+    if stage in ACCELERATED:
+        detail = resolve_acceleration(acc, dev, residual_generator=stage != "ganrec").describe()
     out = {
         "size": size, "batch": batch, "device": str(dev), "stage": stage,
-        "execution": execution, "execution_detail": resolved.describe() if stage in NETWORK_STAGES + ("rwtv",)
-        else "fp32, eager",
+        "execution": execution, "execution_detail": detail,
         "compiled": bool(compiled is not None and compiled.compiled),
         "compile_error": None if compiled is None else compiled.error,
         "ms_per_iteration": 1000 * med, "ms_per_slice_iteration": 1000 * med / batch,
@@ -213,8 +216,7 @@ def main(argv=None) -> int:
         for size in sizes:
             for batch in batches:
                 for stage in stages:
-                    # execution options change the networks' and reweighted TV's step only
-                    for execution in executions if stage in NETWORK_STAGES + ("rwtv",) else executions[:1]:
+                    for execution in executions if stage in ACCELERATED else executions[:1]:
                         cmd = [sys.executable, __file__, "--_one",
                                f"{size},{batch},{device},{stage},{execution}",
                                "--iterations", str(iterations), "--repeats", str(args.repeats),

@@ -132,8 +132,9 @@ def parse_slices(text: str | None, n_rows: int) -> slice:
         a, b = (int(v) if v else None for v in text.split(":"))
     except ValueError:
         raise ValueError(f"--slices must be A:B (integers), got {text!r}") from None
-    a = 0 if a is None else a + n_rows if a < 0 else a
-    b = n_rows if b is None else b + n_rows if b < 0 else b
+    a = 0 if a is None else a
+    b = n_rows if b is None else b
+    a, b = (v + n_rows if v < 0 else v for v in (a, b))  # counted from the end, as in Python
     if 0 <= a and b <= n_rows and b <= a:
         raise ValueError(f"--slices {text!r} selects no row: give A < B (the input has {n_rows} rows)")
     if not (0 <= a < b <= n_rows):

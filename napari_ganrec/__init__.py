@@ -10,9 +10,10 @@ __version__ = "0.1.0"
 
 import os as _os
 
-# Before torch starts OpenMP: idle threads sleep instead of spinning, which on a shared machine
-# made a 2-thread step 26x faster (napari_ganrec.threads); OMP_WAIT_POLICY=ACTIVE to spin.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch starts OpenMP: an idle thread spins briefly (10000 turns), then sleeps; measured in
+# napari_ganrec.threads' docstring. Left alone when the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from .api import Step, iter_reconstruct, reconstruct  # noqa: E402
 from .geometry import Geometry, angles_from_range  # noqa: E402

@@ -10,13 +10,27 @@ times slower than with one thread. :func:`choose_threads` counts the cores this 
 count: an explicit ``threads``, ``NAPARI_GANREC_THREADS``, ``OMP_NUM_THREADS``, or a
 ``torch.set_num_threads`` call of their own are left alone.
 
-Spin-waiting: importing ``napari_ganrec`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is set
-already, so that torch's OpenMP threads sleep at the end of a parallel region instead of spinning
-(it acts only when ``napari_ganrec`` is imported before torch; otherwise set it yourself). Measured
-(``benchmarks/reference.py --impls ours --sizes 128 --busy 2``, 2 cores shared with the load of
-other jobs, load average 11-16): a GANrec (``method="ganrec"``) step at 128 px with 2 threads took 7398 ms with
-libgomp's default policy and 279 ms with ``PASSIVE``, against 775-1751 ms with 1 thread; with the
-threads chosen here (1 under that load) 1404 ms against 1751 ms with 1 thread.
+Spin-waiting: importing ``napari_ganrec`` sets ``GOMP_SPINCOUNT=10000`` unless ``OMP_WAIT_POLICY``
+or ``GOMP_SPINCOUNT`` is set already (it acts only when ``napari_ganrec`` is imported before torch;
+otherwise set it yourself). At the end of a parallel region an idle OpenMP thread then spins for
+10000 turns (a fraction of a millisecond) and sleeps after that: short enough that a thread the
+scheduler has handed to another process does not hold its core for long, long enough to catch the
+next operator of a step, which starts microseconds later. Measured on the 2-core development
+machine (GANrec, ``method="ganrec"``, 120 x 128 sinogram, 2 threads unless stated, ms per
+iteration, medians of 2 runs):
+
+=============================  =========  ===========================  ==================
+wait                           quiet      beside 2 busy processes      1 thread (quiet, busy)
+=============================  =========  ===========================  ==================
+sleep at once (``PASSIVE``)    67-75      79-95                        66-73, 125-130
+spin 10000 turns (this)        42-46      104-109                      (same)
+libgomp's default (300000)     43-46      239-261
+=============================  =========  ===========================  ==================
+
+So the bounded spin keeps the 2-thread speed-up of spinning (0.6x the 1-thread time instead of
+1.0x) and a busy machine costs at most 0.85x the 1-thread time there (the target is 1.5x); under
+such load :func:`choose_threads` takes 1 thread anyway. An earlier measurement, with the load of
+other jobs at 11-16, had 7398 ms with libgomp's default against 279 ms sleeping at once.
 """
 
 from __future__ import annotations

@@ -93,17 +93,23 @@ def test_configure_threads_leaves_a_users_choice_alone(keep_torch_threads, monke
     assert configure_threads(affinity=3, quota=None, load=None) == 2  # the environment's choice stays
 
 
-@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_the_package_makes_openmp_threads_sleep_unless_told_otherwise(preset, expected):
+@pytest.mark.parametrize("preset, expected", [
+    ({}, ["GOMP_SPINCOUNT=10000", "OMP_WAIT_POLICY=-"]),  # a brief spin, then sleep
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ["GOMP_SPINCOUNT=-", "OMP_WAIT_POLICY=PASSIVE"]),  # the user's policy
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ["GOMP_SPINCOUNT=-", "OMP_WAIT_POLICY=ACTIVE"]),
+    ({"GOMP_SPINCOUNT": "300"}, ["GOMP_SPINCOUNT=300", "OMP_WAIT_POLICY=-"]),  # the user's count
+])
+def test_importing_the_package_bounds_openmp_spinning_unless_told_otherwise(preset, expected):
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if preset:
-        env["OMP_WAIT_POLICY"] = preset
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(preset)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", "import os, napari_ganrec; print(os.environ['OMP_WAIT_POLICY'])"],
-                         capture_output=True, text=True, env=env, check=True).stdout.split()
-    assert out == [expected]
+    code = ("import os, napari_ganrec; "
+            "print(*(f'{k}={os.environ.get(k, \"-\")}' for k in ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    assert out == expected

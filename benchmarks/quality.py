@@ -13,6 +13,8 @@ averaged inside the reconstruction circle (``napari_ganrec.evaluation``).
     python benchmarks/quality.py --methods rwtv rwtv+ganrec --rwtv-options tv_weight=0.3 eps=1.0
     python benchmarks/quality.py --cases pm35 0-90 --methods rwtv+wedgefill --rwtv-grid tv_weight=0.1,0.3 \
         eps=0.1,0.3 --wedgefill-options orientation_weight=0.1    # issue 15 (docs/experiments.md)
+    python benchmarks/quality.py --cases pm35 0-90 --methods rwtv+wedgefill --rwtv-grid 0.1:0.1 \
+        --wedgefill-options projection_weight=0.1 projection_real=image   # issue 15, experiment 3
 
 Reweighted TV appears twice: "reweighted TV, best of grid" is the best of the ``--rwtv-grid``
 settings per case (an oracle, like best-λ TV; chains with reweighted TV start from that setting)
@@ -143,10 +145,16 @@ def table(rows: list[dict], cases: list[str], key: str = "ssim") -> str:
 
 
 def _option(text: str):
+    """``NAME=VALUE`` -> ``(NAME, VALUE)``: an int, else a float, else the text (e.g. ``projection_real=image``)."""
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return key, float(value) if "." in value or "e" in value else int(value)
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def rwtv_grid(specs: list[str]) -> list[dict]:

@@ -35,3 +35,20 @@ def test_grid_row_and_wedgefill_row(capsys):
     assert "| reweighted TV + wedge filling | 0." in captured.out
     assert "| reweighted TV | " not in captured.out  # the grid's row stands for reweighted TV
     assert "(rwtv:3+wedgefill:2)" in captured.err
+
+
+def test_options_take_numbers_and_words():
+    q = _quality()
+    assert q._option("pool=8") == ("pool", 8) and isinstance(q._option("pool=8")[1], int)
+    assert q._option("lr=1e-3") == ("lr", 1e-3) and q._option("projection_weight=0.1") == ("projection_weight", 0.1)
+    assert q._option("projection_real=image") == ("projection_real", "image")
+
+
+def test_wedgefill_row_with_the_projection_adversary(capsys):
+    q = _quality()
+    assert q.main(["--sizes", "32", "--cases", "0-90", "--iterations", "3", "--tv-iterations", "3",
+                   "--sirt-iterations", "3", "--tv-weights", "0.1", "--methods", "rwtv+wedgefill",
+                   "--rwtv-grid", "0.1:0.1", "--wedgefill-iterations", "2",
+                   "--wedgefill-options", "pool=2", "pool_iterations=3", "channels=4", "depth=1",
+                   "projection_weight=0.1", "projection_real=image", "--device", "cpu"]) == 0
+    assert "| reweighted TV + wedge filling | 0." in capsys.readouterr().out

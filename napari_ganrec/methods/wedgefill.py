@@ -26,7 +26,9 @@ With ``"fourier"``, every ``update_every`` iterations the teacher becomes the cu
 starts from the non-negative FBP. When the angles leave no wedge (a gap below ``min_wedge_deg``)
 there is nothing to fill: the stage returns its initial image and says so in a warning and in its
 ``wedge_deg`` loss (0). ``orientation_weight > 0`` adds the adversarial orientation prior of
-:mod:`.orientation` (#15, experiment 2). Measured figures: docs/experiments.md (issue 15).
+:mod:`.orientation` (#15, experiment 2), ``projection_weight > 0`` the adversary on projections at
+unmeasured angles of :mod:`.projection_critic` (experiment 3). Measured figures:
+docs/experiments.md (issue 15).
 
 The network is a small residual stack of dilated 3x3 convolutions (:class:`WedgeNet`), not the
 GANrec generator: that generator maps a whole sinogram to an image through fully connected layers,
@@ -37,6 +39,7 @@ applies the same local rule in every place and orientation.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -48,6 +51,7 @@ from ._ops import RunningMean
 from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
 from .orientation import OrientationCritic, orientation_views
+from .projection_critic import NORMS, REALS, ProjectionCritic, angle_projector, missing_angles, projection_windows
 from .rwtv import RWTV, RWTVConfig, image_scale
 from .wedge import measured_mask, missing_sector, remove_wedge, rotate
 
@@ -105,6 +109,21 @@ class WedgeFillConfig(StageConfig):
         is trained to make them alike.
     orientation_patch : int
         Side of the critic's patches (px).
+    projection_weight : float
+        Weight of the adversary on projections (:mod:`.projection_critic`; 0: off): a 1-D critic
+        tells measured projections from the image's projections at random unmeasured angles (the
+        missing sector, at about the measured step), and the network is trained to make them alike.
+    projection_count : int
+        Projection windows per slice and per iteration, real and fake each.
+    projection_width : int
+        Neighbouring angles per window (1: single projections; more: a thin 2-D critic).
+    projection_real : {"data", "image"}
+        What the critic calls real: ``"data"``, the measured sinogram's rows; ``"image"``, the
+        image's own projections at the measured angles (the same rendering as the fake ones,
+        without the data's noise).
+    projection_norm : {"row", "sinogram"}
+        ``"row"``: every projection divided by its own maximum; ``"sinogram"``: by the measured
+        sinogram's maximum.
     min_wedge_deg : float
         Angular gaps narrower than this (degrees) are no missing wedge.
     circle : bool
@@ -126,6 +145,11 @@ class WedgeFillConfig(StageConfig):
     data_weight: float = 1.0
     orientation_weight: float = 0.0
     orientation_patch: int = 24
+    projection_weight: float = 0.0
+    projection_count: int = 8
+    projection_width: int = 1
+    projection_real: str = "data"
+    projection_norm: str = "row"
     min_wedge_deg: float = 5.0
     circle: bool = True
 
@@ -145,6 +169,11 @@ class WedgeFillConfig(StageConfig):
             "data_weight": self.data_weight >= 0,
             "orientation_weight": self.orientation_weight >= 0,
             "orientation_patch": self.orientation_patch >= 4,
+            "projection_weight": math.isfinite(self.projection_weight) and self.projection_weight >= 0,
+            "projection_count": self.projection_count >= 1,
+            "projection_width": self.projection_width >= 1,
+            "projection_real": self.projection_real in REALS,
+            "projection_norm": self.projection_norm in NORMS,
             "min_wedge_deg": 0 <= self.min_wedge_deg < 180,
         })
 
@@ -174,7 +203,9 @@ class WedgeFill(Stage):
     """Self-supervised wedge filling (see the module docstring).
 
     Losses: ``loss`` (the total), ``restore`` (the self-supervised term), ``misfit`` (the data
-    term, ``0.5 mean((A x - b) / max|b|)^2``), ``wedge_deg`` (the missing sector's width).
+    term, ``0.5 mean((A x - b) / max|b|)^2``), ``wedge_deg`` (the missing sector's width); with
+    the critics also ``orient_d`` / ``orient_g`` and ``proj_d`` / ``proj_g`` (the critic's BCE over
+    real and fake, chance ``2 ln 2 = 1.39``; the network's, chance ``ln 2 = 0.69``).
     """
 
     name = "wedgefill"
@@ -206,16 +237,38 @@ class WedgeFill(Stage):
             torch.manual_seed(int(seed))
             self.net = WedgeNet(cfg.channels, dilations(cfg.depth)).to(self.device)
             self.critic = OrientationCritic().to(self.device) if cfg.orientation_weight > 0 else None
+            self.proj_critic = (ProjectionCritic(cfg.projection_width).to(self.device)
+                                if cfg.projection_weight > 0 else None)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.opt_critic = None
         if self.critic is not None:
             if self.sector is not None:  # the patch size is checked before any work
                 orientation_views(self.teacher[:1], self.sector, cfg.orientation_patch, 1, torch.Generator())
             self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-            self._bce = nn.BCEWithLogitsLoss()
+        self._bce = nn.BCEWithLogitsLoss()
+        self.opt_proj = None
+        if self.proj_critic is not None:
+            self._init_projection_critic(projector)
         self._avg = RunningMean(cfg.average_last)
         self._pool: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._offset = float(torch.rand((), generator=self._gen))
+
+    def _init_projection_critic(self, projector) -> None:
+        """The second projector (a grid over the missing sector at about the measured step) and the
+        critic's optimiser; the window width is checked before any work."""
+        cfg = self.config
+        self.opt_proj = torch.optim.Adam(self.proj_critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        self.missing_projector = None
+        if self.sector is None:
+            return
+        n_meas = len({round(float(a) % 180.0, 9) for a in projector.geometry.angles_deg})
+        step = (180.0 - self.sector.width) / n_meas  # the measured range is n_meas steps wide
+        self.missing_projector = angle_projector(projector, missing_angles(self.sector, step))
+        rows = min(self.missing_projector.n_angles, projector.n_angles)
+        if cfg.projection_width > rows:
+            raise ValueError(f"projection_width must be 1 to {rows} neighbouring angles for these angles "
+                             f"({self.missing_projector.n_angles} missing, {projector.n_angles} measured), "
+                             f"got {cfg.projection_width}")
 
     # ------------------------------------------------------------------ one iteration
     def _fill(self, teacher: torch.Tensor) -> torch.Tensor:
@@ -287,6 +340,10 @@ class WedgeFill(Stage):
         if self.critic is not None:
             extra = self._orientation_terms(image)
             loss = loss + cfg.orientation_weight * extra["orient_g"]
+        if self.proj_critic is not None:
+            terms = self._projection_terms(image)
+            loss = loss + cfg.projection_weight * terms["proj_g"]
+            extra.update(terms)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -315,6 +372,36 @@ class WedgeFill(Stage):
             p.requires_grad_(True)
         return {"orient_d": d_loss, "orient_g": g_loss}
 
+    def _projection_terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update of the projection critic on detached windows, then the network's term
+        (the projections at unmeasured angles called real)."""
+        cfg = self.config
+        if cfg.projection_real == "data":
+            real_sino = self.b
+        else:
+            with torch.no_grad():
+                real_sino = self.projector.forward(image.detach() * self.x_scale)
+        fake_sino = self.missing_projector.forward(image * self.x_scale)
+        scale = self.scale.reshape(-1)
+
+        def windows(sino):
+            return projection_windows(sino, cfg.projection_width, cfg.projection_count, self._gen,
+                                      cfg.projection_norm, scale)
+
+        real, fake = windows(real_sino), windows(fake_sino)
+        ones = torch.ones(real.shape[0], device=self.device)
+        zeros = torch.zeros_like(ones)
+        d_loss = self._bce(self.proj_critic(real.detach()), ones) + self._bce(self.proj_critic(fake.detach()), zeros)
+        self.opt_proj.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_proj.step()
+        for p in self.proj_critic.parameters():
+            p.requires_grad_(False)
+        g_loss = self._bce(self.proj_critic(fake), ones)
+        for p in self.proj_critic.parameters():
+            p.requires_grad_(True)
+        return {"proj_d": d_loss, "proj_g": g_loss}
+
     def _misfit(self, image: torch.Tensor) -> torch.Tensor:
         resid = (self.projector.forward(image * self.x_scale) - self.b) / self.scale
         return 0.5 * (resid * resid).mean()
@@ -326,8 +413,8 @@ class WedgeFill(Stage):
 
     # ------------------------------------------------------------------ state
     def state(self, host: bool = True) -> dict:
-        """The network's and the optimiser's weights (the learned filling carries to the next
-        slice; each slice keeps its own teacher)."""
+        """The network's and the optimiser's weights, and the critics' where there are (the learned
+        filling carries to the next slice; each slice keeps its own teacher)."""
         def copy(v):
             if torch.is_tensor(v):
                 v = v.detach()
@@ -342,7 +429,9 @@ class WedgeFill(Stage):
                 "arch": {"channels": self.config.channels, "depth": self.config.depth},
                 "net": copy(self.net.state_dict()), "opt": copy(self.opt.state_dict()),
                 **({"critic": copy(self.critic.state_dict()), "opt_critic": copy(self.opt_critic.state_dict())}
-                   if self.critic is not None else {})}
+                   if self.critic is not None else {}),
+                **({"proj_critic": copy(self.proj_critic.state_dict()), "opt_proj": copy(self.opt_proj.state_dict())}
+                   if self.proj_critic is not None else {})}
 
     def load_state(self, state) -> None:
         """Continue with the network of :meth:`state` (same image size and architecture).
@@ -363,6 +452,13 @@ class WedgeFill(Stage):
         if self.critic is not None and "critic" in state:
             self.critic.load_state_dict(state["critic"])
             self.opt_critic.load_state_dict(state["opt_critic"])
+        if self.proj_critic is not None and "proj_critic" in state:
+            if state["proj_critic"]["net.0.weight"].shape[1] != self.config.projection_width:
+                raise ValueError(f"warm_start has a projection critic for windows of "
+                                 f"{state['proj_critic']['net.0.weight'].shape[1]} angles, not "
+                                 f"{self.config.projection_width}")
+            self.proj_critic.load_state_dict(state["proj_critic"])
+            self.opt_proj.load_state_dict(state["opt_proj"])
         with torch.no_grad():
             self.current = self._fill(self.teacher) if self.sector is not None else self.current
         self._avg.reset()

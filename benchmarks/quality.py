@@ -64,6 +64,7 @@ def run(args) -> list[dict]:
     import napari_ganrec as ng
     from napari_ganrec.evaluation import psnr, ssim
     from napari_ganrec.methods import label_of
+    from napari_ganrec.methods.wedge import missing_sector
 
     rows = []
     for size in args.sizes:
@@ -105,6 +106,10 @@ def run(args) -> list[dict]:
                 if method == "rwtv+ganrec":
                     its = {"rwtv": args.iterations, "ganrec": args.chain_ganrec_iterations}
                 stages = method.split("+")
+                if "wedgefill" in stages and missing_sector(angles) is None:
+                    print(f"  {size:4d} {case:12s} {method}: not run, the angles leave no missing wedge",
+                          file=sys.stderr, flush=True)
+                    continue
                 start = rwtv_options if method == "rwtv" else chain_options
                 options = {"rwtv": start} if "rwtv" in stages else {}
                 if "wedgefill" in stages:  # its re-projections are reconstructed as the chain's reweighted TV

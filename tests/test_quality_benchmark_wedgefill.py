@@ -37,6 +37,18 @@ def test_grid_row_and_wedgefill_row(capsys):
     assert "(rwtv:3+wedgefill:2)" in captured.err
 
 
+def test_a_case_without_a_wedge_runs_no_wedge_filling(capsys):
+    q = _quality()
+    assert q.main(["--sizes", "32", "--cases", "0-180", "pm35", "--iterations", "3", "--tv-iterations", "3",
+                   "--sirt-iterations", "3", "--tv-weights", "0.1", "--methods", "rwtv+wedgefill",
+                   "--wedgefill-iterations", "2", "--wedgefill-options", "pool=2", "pool_iterations=3",
+                   "channels=4", "depth=1", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "0-180        rwtv+wedgefill: not run, the angles leave no missing wedge" in captured.err
+    row = next(line for line in captured.out.splitlines() if line.startswith("| reweighted TV + wedge filling |"))
+    assert row.split("|")[2].strip() == "-" and row.split("|")[3].strip().startswith("0.")  # 0-180, ±35
+
+
 def test_options_take_numbers_and_words():
     q = _quality()
     assert q._option("pool=8") == ("pool", 8) and isinstance(q._option("pool=8")[1], int)

@@ -210,19 +210,51 @@ def test_warm_start_through_the_api(wedge_data):
     assert np.isfinite(again.image).all()
 
 
-def test_full_range_leaves_no_wedge_and_says_so():
+def test_full_range_is_refused_before_any_stage_runs():
+    """No wedge: a clear error from the stage, and from a chain before its reweighted TV starts
+    (a result labelled "wedge filling" would otherwise be reweighted TV's image)."""
+    import napari_ganrec as ng
     from napari_ganrec import phantoms
 
     p = phantoms.porous_particle(32, n_pores=4, n_inclusions=1, seed=2)
     angles = np.arange(0, 180, 2.0)
     sino = phantoms.simulate_sinogram(p, angles)
     proj, b = _setup(sino, angles)
-    x0 = _rwtv_image(proj, b, 10)
-    with pytest.warns(UserWarning, match="no missing wedge"):
-        stage = WedgeFill(proj, b, WedgeFillConfig(**TINY), x0=x0)
-    losses = stage.step()
-    assert losses["wedge_deg"] == 0.0 and losses["restore"] == 0.0
-    assert torch.allclose(stage.image(), x0 * stage.mask)
+    with pytest.raises(ValueError, match="wedge filling needs a missing wedge.*90 angles.*use method='rwtv'"):
+        WedgeFill(proj, b, WedgeFillConfig(**TINY), x0=_rwtv_image(proj, b, 2))
+    steps = ng.iter_reconstruct(sino, angles, method="rwtv+wedgefill", iterations={"rwtv": 5, "wedgefill": 2})
+    with pytest.raises(ValueError, match="wedge filling needs a missing wedge"):
+        next(steps)  # before the first reweighted-TV iteration
+    gap10 = np.arange(0, 170, 2.0)  # a 10-degree gap: a wedge, unless the threshold is higher
+    assert WedgeFillConfig().check_angles(gap10) is None
+    with pytest.raises(ValueError, match="no gap wider than 20 degrees"):
+        WedgeFillConfig(min_wedge_deg=20.0).check_angles(gap10)
+
+
+def test_reprojection_strength_follows_the_data_as_reweighted_tv_does():
+    """tv_weight/eps "auto": the chain's two stages choose one setting; numbers given win."""
+    import napari_ganrec as ng
+    from napari_ganrec import phantoms
+    from napari_ganrec.methods.rwtv import RWTVConfig
+
+    p = phantoms.porous_particle(32, n_pores=4, n_inclusions=1, seed=2)
+    angles = np.arange(0, 120, 2.0)
+    clean = phantoms.simulate_sinogram(p, angles)
+    noisy = phantoms.add_poisson_noise(clean, 3e3, seed=1)
+    assert WedgeFillConfig().tv_weight == "auto" and WedgeFillConfig().eps == "auto"
+    assert WedgeFillConfig().resolved(clean).tv_weight == pytest.approx(0.1)
+    rw = RWTVConfig().resolved(noisy)
+    wf = WedgeFillConfig().resolved(noisy)
+    assert rw.tv_weight > 0.1 and (wf.tv_weight, wf.eps) == (rw.tv_weight, rw.eps)
+    assert WedgeFillConfig(tv_weight=0.05).resolved(noisy).tv_weight == 0.05  # given: kept
+    plan = ng.make_plan("rwtv+wedgefill").resolved(noisy)
+    first, second = (s.config for s in plan.stages)
+    assert (second.tv_weight, second.eps) == (first.tv_weight, first.eps) == (rw.tv_weight, rw.eps)
+    proj, b = _setup(noisy, angles)
+    stage = WedgeFill(proj, b, WedgeFillConfig(**TINY), x0=_rwtv_image(proj, b, 2))
+    assert (stage.config.tv_weight, stage.config.eps) == (rw.tv_weight, rw.eps)  # what its copies use
+    with pytest.raises(ValueError, match="WedgeFillConfig.tv_weight must be 'auto' or a finite number"):
+        WedgeFillConfig(tv_weight="strong")
 
 
 @pytest.mark.parametrize("field, value", [("removal", "sirt"), ("channels", 0), ("depth", 0),

@@ -31,6 +31,10 @@ class StageConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def check_angles(self, angles_deg) -> None:
+        """Raise ``ValueError`` when the method cannot run on these projection angles (degrees);
+        called for every stage of a chain before the first one starts. Any angles suit by default."""
+
 
 def check_fields(config: StageConfig, checks: Mapping[str, bool]) -> None:
     """Raise ``ValueError`` naming the first field whose check is False."""

@@ -99,6 +99,8 @@ def iter_chain(plan: Plan, projector, sinograms: torch.Tensor, *, seed: int = 0,
     last record's ``states`` carries every stage's state (on the device unless ``host_state``).
     The live stage is closed when the chain moves on or the generator is closed.
     """
+    for sp in plan.stages:  # a stage that cannot run on these angles fails before any work
+        sp.config.check_angles(projector.geometry.angles_deg)
     steps = plan.iterations
     done = 0
     states: dict[str, Any] = {}

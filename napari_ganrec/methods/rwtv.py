@@ -33,22 +33,28 @@ from ._ops import RunningMean, div, grad, safe_inverse, tv_weight_scale
 from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
 
-__all__ = ["RWTVConfig", "RWTV", "image_scale", "AUTO"]
+__all__ = ["RWTVConfig", "RWTV", "image_scale", "AUTO", "auto_or_number"]
 
 #: The value of ``tv_weight``/``eps`` that asks for the automatic setting.
 AUTO = "auto"
 
 
-def _auto_or_number(value, name: str, positive: bool) -> float | str:
-    """``"auto"`` (any case) stays ``"auto"``; a finite number (> 0 or >= 0) becomes a float."""
+def auto_or_number(value, name: str, positive: bool, owner: str = "RWTVConfig") -> float | str:
+    """``"auto"`` (any case) stays ``"auto"``; a finite number (> 0 or >= 0) becomes a float.
+
+    Raises
+    ------
+    ValueError
+        Anything else, naming ``owner.name``.
+    """
     if isinstance(value, str) and value.strip().lower() == AUTO:
         return AUTO
     bound = "> 0" if positive else ">= 0"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"RWTVConfig.{name} must be 'auto' or a finite number {bound}, got {value!r}")
+        raise ValueError(f"{owner}.{name} must be 'auto' or a finite number {bound}, got {value!r}")
     v = float(value)
     if not np.isfinite(v) or (v <= 0 if positive else v < 0):
-        raise ValueError(f"RWTVConfig.{name} must be 'auto' or a finite number {bound}, got {value!r}")
+        raise ValueError(f"{owner}.{name} must be 'auto' or a finite number {bound}, got {value!r}")
     return v
 
 
@@ -85,10 +91,10 @@ class RWTVConfig(StageConfig):
     noise: float | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "tv_weight", _auto_or_number(self.tv_weight, "tv_weight", positive=False))
-        object.__setattr__(self, "eps", _auto_or_number(self.eps, "eps", positive=True))
+        object.__setattr__(self, "tv_weight", auto_or_number(self.tv_weight, "tv_weight", positive=False))
+        object.__setattr__(self, "eps", auto_or_number(self.eps, "eps", positive=True))
         if self.noise is not None:
-            noise = _auto_or_number(self.noise, "noise", positive=False)
+            noise = auto_or_number(self.noise, "noise", positive=False)
             if noise == AUTO:
                 raise ValueError("RWTVConfig.noise must be None (estimate it) or a finite number >= 0, got 'auto'")
             object.__setattr__(self, "noise", noise)

@@ -23,9 +23,9 @@ own reconstruction teach what the missing ones hold. Every iteration:
 
 With ``"fourier"``, every ``update_every`` iterations the teacher becomes the current image
 (IsoNet's refinement rounds). Without an initial image (``method="wedgefill"`` alone) the teacher
-starts from the non-negative FBP. When the angles leave no wedge (a gap below ``min_wedge_deg``)
-there is nothing to fill: the stage returns its initial image and says so in a warning and in its
-``wedge_deg`` loss (0). ``orientation_weight > 0`` adds the adversarial orientation prior of
+starts from the non-negative FBP. Angles that leave no wedge (no gap wider than ``min_wedge_deg``)
+are a ``ValueError`` before any stage of the chain starts: there is nothing to fill, and a result
+labelled "wedge filling" would be reweighted TV's. ``orientation_weight > 0`` adds the adversarial orientation prior of
 :mod:`.orientation` (#15, experiment 2), ``projection_weight > 0`` the adversary on projections at
 unmeasured angles of :mod:`.projection_critic` (experiment 3). Measured figures:
 docs/experiments.md (issue 15).
@@ -39,10 +39,11 @@ applies the same local rule in every place and orientation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,7 +53,7 @@ from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
 from .orientation import OrientationCritic, orientation_views
 from .projection_critic import NORMS, REALS, ProjectionCritic, angle_projector, missing_angles, projection_windows
-from .rwtv import RWTV, RWTVConfig, image_scale
+from .rwtv import AUTO, RWTV, RWTVConfig, auto_or_number, image_scale
 from .wedge import measured_mask, missing_sector, remove_wedge, rotate
 
 __all__ = ["WedgeFillConfig", "WedgeFill", "WedgeNet", "REMOVALS", "dilations"]
@@ -91,9 +92,12 @@ class WedgeFillConfig(StageConfig):
     pool : int
         ``"reproject"``: rotated copies made (one per iteration over the first ``pool`` ones, at
         evenly spread angles with a random offset), each reconstructed once, then drawn from.
-    pool_iterations, tv_weight, eps : int, float, float
+    pool_iterations, tv_weight, eps : int, float or "auto", float or "auto"
         ``"reproject"``: the reweighted-TV run that reconstructs each copy (see
         :class:`~napari_ganrec.methods.rwtv.RWTVConfig`; a chain's ``tv_weight=`` reaches both).
+        ``"auto"`` (the default) chooses them from the sinogram's noise as reweighted TV's own
+        ``"auto"`` does (:meth:`resolved`), so that in ``"rwtv+wedgefill"`` both stages use one
+        setting.
     keep_measured : bool
         The image keeps the teacher's measured Fourier directions and takes only the missing wedge
         from the network (``"fourier"`` always does).
@@ -137,8 +141,8 @@ class WedgeFillConfig(StageConfig):
     rotations: int = 4
     pool: int = 16
     pool_iterations: int = 300
-    tv_weight: float = 0.1
-    eps: float = 0.1
+    tv_weight: float | str = AUTO
+    eps: float | str = AUTO
     keep_measured: bool = False
     update_every: int = 0
     average_last: int = 50
@@ -154,13 +158,13 @@ class WedgeFillConfig(StageConfig):
     circle: bool = True
 
     def __post_init__(self):
+        object.__setattr__(self, "tv_weight", auto_or_number(self.tv_weight, "tv_weight", False, "WedgeFillConfig"))
+        object.__setattr__(self, "eps", auto_or_number(self.eps, "eps", True, "WedgeFillConfig"))
         check_fields(self, {
             "removal": self.removal in REMOVALS,
             "channels": self.channels >= 1,
             "pool": self.pool >= 1,
             "pool_iterations": self.pool_iterations >= 1,
-            "tv_weight": self.tv_weight >= 0,
-            "eps": self.eps > 0,
             "depth": 1 <= self.depth <= 8,
             "lr": self.lr > 0,
             "rotations": self.rotations >= 1,
@@ -176,6 +180,23 @@ class WedgeFillConfig(StageConfig):
             "projection_norm": self.projection_norm in NORMS,
             "min_wedge_deg": 0 <= self.min_wedge_deg < 180,
         })
+
+    def check_angles(self, angles_deg) -> None:
+        """Raise ``ValueError`` when ``angles_deg`` leave no missing wedge to fill (no gap wider
+        than ``min_wedge_deg``)."""
+        if missing_sector(angles_deg, self.min_wedge_deg) is None:
+            a = np.asarray(angles_deg, dtype=float)
+            raise ValueError(
+                f"wedge filling needs a missing wedge, but these {a.size} angles ({a.min():g} to {a.max():g} "
+                f"degrees) leave no gap wider than {self.min_wedge_deg:g} degrees; use method='rwtv'")
+
+    def resolved(self, sinograms) -> WedgeFillConfig:
+        """This config with ``tv_weight``/``eps`` "auto" replaced by what reweighted TV's "auto"
+        chooses for ``sinograms`` (:meth:`~napari_ganrec.methods.rwtv.RWTVConfig.resolved`)."""
+        if AUTO not in (self.tv_weight, self.eps):
+            return self
+        strength = RWTVConfig(tv_weight=self.tv_weight, eps=self.eps).resolved(sinograms)
+        return dataclasses.replace(self, tv_weight=strength.tv_weight, eps=strength.eps)
 
 
 class WedgeNet(nn.Module):
@@ -215,14 +236,12 @@ class WedgeFill(Stage):
     def __init__(self, projector, sinograms, config: WedgeFillConfig | None = None, *, x0=None, seed=0,
                  acceleration=None):
         super().__init__(projector, sinograms, config or WedgeFillConfig(), x0=x0)
-        cfg = self.config
+        self.config = cfg = self.config.resolved(self.b)  # "auto" not chosen upstream: from this batch
         n = projector.n_det
         if not cfg.circle:
             self.mask = torch.ones_like(self.mask)
+        cfg.check_angles(projector.geometry.angles_deg)
         self.sector = missing_sector(projector.geometry.angles_deg, cfg.min_wedge_deg)
-        if self.sector is None:
-            warnings.warn(f"wedgefill: the angles leave no missing wedge wider than {cfg.min_wedge_deg:g} "
-                          "degrees; the stage returns its initial image", UserWarning, stacklevel=2)
         self.fmask = measured_mask(n, self.sector, self.device)
         with torch.no_grad():
             self.scale = self.b.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
@@ -242,8 +261,8 @@ class WedgeFill(Stage):
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.opt_critic = None
         if self.critic is not None:
-            if self.sector is not None:  # the patch size is checked before any work
-                orientation_views(self.teacher[:1], self.sector, cfg.orientation_patch, 1, torch.Generator())
+            # the patch size is checked before any work
+            orientation_views(self.teacher[:1], self.sector, cfg.orientation_patch, 1, torch.Generator())
             self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self._bce = nn.BCEWithLogitsLoss()
         self.opt_proj = None
@@ -258,9 +277,6 @@ class WedgeFill(Stage):
         critic's optimiser; the window width is checked before any work."""
         cfg = self.config
         self.opt_proj = torch.optim.Adam(self.proj_critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-        self.missing_projector = None
-        if self.sector is None:
-            return
         n_meas = len({round(float(a) % 180.0, 9) for a in projector.geometry.angles_deg})
         step = (180.0 - self.sector.width) / n_meas  # the measured range is n_meas steps wide
         self.missing_projector = angle_projector(projector, missing_angles(self.sector, step))
@@ -327,8 +343,6 @@ class WedgeFill(Stage):
     def step(self) -> Losses:
         cfg = self.config
         self.iteration += 1
-        if self.sector is None:
-            return Losses({"loss": 0.0, "restore": 0.0, "misfit": self._misfit(self.current), "wedge_deg": 0.0})
         if cfg.removal == "reproject" and len(self._pool) < cfg.pool:
             self._grow_pool()
         self.net.train()
@@ -460,7 +474,7 @@ class WedgeFill(Stage):
             self.proj_critic.load_state_dict(state["proj_critic"])
             self.opt_proj.load_state_dict(state["opt_proj"])
         with torch.no_grad():
-            self.current = self._fill(self.teacher) if self.sector is not None else self.current
+            self.current = self._fill(self.teacher)
         self._avg.reset()
 
     def close(self) -> None:

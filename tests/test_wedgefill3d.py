@@ -35,7 +35,7 @@ def volume16():
     ("directions", 0), ("iterations", 0), ("batch", 0), ("data_batch", -1), ("data_weight", -0.1),
     ("data_weight", float("nan")), ("lr", 0.0), ("rounds", 0), ("pool_iterations", 0), ("tv_weight", -1.0),
     ("eps", 0.0), ("channels", 0), ("depth", 0), ("depth", 9), ("average_last", -1), ("min_wedge_deg", 180.0),
-    ("directions", 2.5), ("iterations", True),
+    ("directions", 2.5), ("iterations", True), ("keep_measured", "yes"),
 ])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=f"WedgeFill3DConfig.{field} is out of range"):
@@ -147,6 +147,19 @@ def test_tiny_volume_run_changes_the_image_and_is_deterministic(volume16):
     assert not np.array_equal(out, wedgefill_volume(first, sinos, ang, cfg, seed=4))
 
 
+def test_keep_measured_changes_only_the_wedge(volume16):
+    _, sinos, ang, first = volume16
+    out = wedgefill_volume(first, sinos, ang, dataclasses.replace(TINY, keep_measured=True, data_batch=0), seed=0)
+    fmask = measured_mask(16, missing_sector(ang))
+    diff = torch.from_numpy(out - np.clip(first, 0, None) * circle_mask(16))
+    inside = torch.from_numpy(circle_mask(16)).float()
+    # the network's change lies in the wedge; the clamp and the circle move a little of it out
+    measured = torch.fft.fft2(diff).abs().pow(2) * fmask
+    wedge = torch.fft.fft2(diff).abs().pow(2) * (1 - fmask)
+    assert float(wedge.sum()) > 0 and float(measured.sum()) < 0.5 * float(wedge.sum())
+    assert float((diff * (1 - inside)).abs().max()) == 0
+
+
 def test_a_longer_tiny_run_does_not_lose_quality(volume16):
     from napari_ganrec.evaluation import ssim
 
@@ -162,7 +175,7 @@ def test_a_longer_tiny_run_does_not_lose_quality(volume16):
 @pytest.mark.parametrize("change", [
     {"directions": 2}, {"batch": 2}, {"data_batch": 0}, {"data_weight": 5.0}, {"lr": 3e-3}, {"rounds": 2},
     {"pool_iterations": 8}, {"tv_weight": 0.5}, {"eps": 0.5}, {"channels": 8}, {"depth": 2}, {"average_last": 0},
-    {"iterations": 5},
+    {"iterations": 5}, {"keep_measured": True},
 ])
 def test_every_option_changes_the_result(volume16, change):
     _, sinos, ang, first = volume16

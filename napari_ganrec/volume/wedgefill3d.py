@@ -19,7 +19,8 @@ Liu et al. 2022, turning the fully sampled axis into the slice plane):
    it), so the target's own wedge, the first stage's guess, is never learned;
 4. the one network is applied to every slice of the volume. A data term ``data_weight * 0.5
    mean((A x - b)/max|b|)^2`` of ``data_batch`` random slices against the real sinograms joins
-   the loss. The weights are averaged over about the last ``average_last`` iterations. With
+   the loss (``keep_measured``: the slices keep their measured directions and take only the
+   wedge from the network). The weights are averaged over about the last ``average_last`` iterations. With
    ``rounds > 1`` the result becomes the next round's volume (new planes, the same network).
 
 A plane's 2-D Fourier transform is the 3-D one summed along the plane's normal, so a single plane
@@ -43,7 +44,7 @@ import torch
 from ..geometry import Geometry, circle_mask
 from ..methods.base import StageConfig, check_fields
 from ..methods.rwtv import RWTV, RWTVConfig
-from ..methods.wedge import Sector, missing_sector, rotate
+from ..methods.wedge import Sector, measured_mask, missing_sector, remove_wedge, rotate
 from ..methods.wedgefill import WedgeNet, dilations
 from ..projector import Projector, resolve_device
 
@@ -82,6 +83,9 @@ class WedgeFill3DConfig(StageConfig):
     average_last : int
         The result uses the network's weights averaged over about this many last iterations
         (0: the last weights).
+    keep_measured : bool
+        Every slice keeps the first volume's measured Fourier directions and takes only its
+        missing wedge from the network.
     min_wedge_deg : float
         Angular gaps narrower than this (degrees) are no missing wedge.
     """
@@ -99,6 +103,7 @@ class WedgeFill3DConfig(StageConfig):
     channels: int = 16
     depth: int = 4
     average_last: int = 50
+    keep_measured: bool = False
     min_wedge_deg: float = 5.0
 
     def __post_init__(self):
@@ -123,6 +128,7 @@ class WedgeFill3DConfig(StageConfig):
             "channels": whole(self.channels, 1),
             "depth": whole(self.depth, 1) and self.depth <= 8,
             "average_last": whole(self.average_last, 0),
+            "keep_measured": isinstance(self.keep_measured, (bool, np.bool_)),
             "min_wedge_deg": real(self.min_wedge_deg, 0) and self.min_wedge_deg < 180,
         })
 
@@ -206,6 +212,7 @@ class _Trainer:
         self.b = b.to(self.dev)
         self.b_scale = self.b.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-12)
         self.mask = torch.from_numpy(circle_mask(self.n)).to(self.dev, torch.float32)
+        self.fmask = measured_mask(self.n, sector, self.dev)
         inside = volume[:, self.mask.cpu() > 0]
         q = float(torch.quantile(inside.clamp(min=0).reshape(-1)[:2_000_000], 0.99)) if inside.numel() else 0.0
         self.x_scale = q if q > 0 else float(b.abs().max().clamp(min=1e-12)) / self.n
@@ -251,10 +258,18 @@ class _Trainer:
         err = torch.fft.fftn(self.net(inp) - target, dim=(0, 1, 2), norm="ortho").abs() ** 2
         return (err * fmask).sum() / fmask.sum()
 
+    def fill(self, net: WedgeNet, x: torch.Tensor) -> torch.Tensor:
+        """Slices ``x`` (normalised) through ``net``: non-negative, masked (``keep_measured``: only
+        the missing wedge from the network)."""
+        out = net(x)
+        if self.cfg.keep_measured:
+            out = x + remove_wedge(out - x, 1.0 - self.fmask)
+        return out.clamp(min=0) * self.mask
+
     def misfit(self, teacher: torch.Tensor) -> torch.Tensor:
         k = min(self.cfg.data_batch, self.busy.numel())
         pick = self.busy[torch.randperm(self.busy.numel(), generator=self.gen)[:k]]
-        x = self.net(teacher[pick].to(self.dev) / self.x_scale).clamp(min=0) * self.mask
+        x = self.fill(self.net, teacher[pick].to(self.dev) / self.x_scale)
         resid = (self.p.forward(x * self.x_scale) - self.b[pick]) / self.b_scale[pick]
         return 0.5 * (resid * resid).mean()
 
@@ -282,7 +297,7 @@ class _Trainer:
         out = torch.empty_like(teacher)
         for i in range(0, teacher.shape[0], chunk):
             x = teacher[i:i + chunk].to(self.dev) / self.x_scale
-            out[i:i + chunk] = ((self.avg(x).clamp(min=0) * self.mask) * self.x_scale).cpu()
+            out[i:i + chunk] = (self.fill(self.avg, x) * self.x_scale).cpu()
         return out
 
 

@@ -64,7 +64,7 @@ class WedgeFill3DConfig(StageConfig):
         Measured in-plane directions ``u`` whose ``(u, z)`` planes train the network (each gives
         ``n`` planes), evenly spread over the measured angles with a seeded offset.
     iterations : int
-        Training iterations per round.
+        Training iterations per round (at 64^3 the SSIM still rose from 1000 to 2000).
     batch : int
         Adjacent planes per training step (the 3-D Fourier loss runs over them).
     data_batch : int
@@ -91,7 +91,7 @@ class WedgeFill3DConfig(StageConfig):
     """
 
     directions: int = 8
-    iterations: int = 300
+    iterations: int = 2000
     batch: int = 8
     data_batch: int = 4
     data_weight: float = 1.0
@@ -232,7 +232,8 @@ class _Trainer:
         nz = teacher.shape[0]
         offset = float(torch.rand((), generator=self.gen))
         self.pool = []
-        for theta in plane_directions(self.sector, cfg.directions, offset):
+        self.thetas = plane_directions(self.sector, cfg.directions, offset)
+        for theta in self.thetas:
             z0 = int(torch.randint(nz - n + 1, (), generator=self.gen))
             target = axial_planes(teacher, theta, z0).to(self.dev) * self.mask
             with torch.no_grad():

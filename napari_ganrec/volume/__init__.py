@@ -3,7 +3,8 @@
 - :mod:`.sources`: where the sinograms of a slice range come from;
 - :mod:`.stacked`: GANrec with one network per slice in one batch;
 - :mod:`.driver`: :func:`iter_volume` / :func:`reconstruct_volume` (warm start across slices),
-  thin wrappers of :func:`napari_ganrec.engine.run`.
+  thin wrappers of :func:`napari_ganrec.engine.run`;
+- :mod:`.wedgefill3d`: :func:`wedgefill_volume`, 3-D wedge filling of a first stage's volume.
 """
 
 from .driver import (
@@ -26,6 +27,7 @@ from .sources import (
     slab_ranges,
     source_angles,
 )
+from .wedgefill3d import WedgeFill3DConfig, wedgefill_volume
 
 __all__ = [
     "BATCH_MODES",
@@ -44,4 +46,6 @@ __all__ = [
     "iter_volume",
     "reconstruct_volume",
     "_resolve_rows",
+    "WedgeFill3DConfig",
+    "wedgefill_volume",
 ]

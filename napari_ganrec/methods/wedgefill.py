@@ -373,18 +373,25 @@ class WedgeFill(Stage):
         """One critic update on detached views, then the network's term (missing views called real)."""
         real, fake = orientation_views(image, self.sector, self.config.orientation_patch, self.config.rotations,
                                        self._gen)
+        d_loss, g_loss = self._adversarial_terms(self.critic, self.opt_critic, real, fake)
+        return {"orient_d": d_loss, "orient_g": g_loss}
+
+    def _adversarial_terms(self, critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
+                           fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update of ``critic`` on detached ``real`` vs ``fake``, then the network's BCE for
+        ``fake`` called real (through a frozen critic): ``(critic loss, network loss)``."""
         ones = torch.ones(real.shape[0], device=self.device)
         zeros = torch.zeros_like(ones)
-        d_loss = self._bce(self.critic(real.detach()), ones) + self._bce(self.critic(fake.detach()), zeros)
-        self.opt_critic.zero_grad(set_to_none=True)
+        d_loss = self._bce(critic(real.detach()), ones) + self._bce(critic(fake.detach()), zeros)
+        opt.zero_grad(set_to_none=True)
         d_loss.backward()
-        self.opt_critic.step()
-        for p in self.critic.parameters():
+        opt.step()
+        for p in critic.parameters():
             p.requires_grad_(False)
-        g_loss = self._bce(self.critic(fake), ones)
-        for p in self.critic.parameters():
+        g_loss = self._bce(critic(fake), ones)
+        for p in critic.parameters():
             p.requires_grad_(True)
-        return {"orient_d": d_loss, "orient_g": g_loss}
+        return d_loss, g_loss
 
     def _projection_terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update of the projection critic on detached windows, then the network's term
@@ -402,18 +409,8 @@ class WedgeFill(Stage):
             return projection_windows(sino, cfg.projection_width, cfg.projection_count, self._gen,
                                       cfg.projection_norm, scale)
 
-        real, fake = windows(real_sino), windows(fake_sino)
-        ones = torch.ones(real.shape[0], device=self.device)
-        zeros = torch.zeros_like(ones)
-        d_loss = self._bce(self.proj_critic(real.detach()), ones) + self._bce(self.proj_critic(fake.detach()), zeros)
-        self.opt_proj.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_proj.step()
-        for p in self.proj_critic.parameters():
-            p.requires_grad_(False)
-        g_loss = self._bce(self.proj_critic(fake), ones)
-        for p in self.proj_critic.parameters():
-            p.requires_grad_(True)
+        d_loss, g_loss = self._adversarial_terms(self.proj_critic, self.opt_proj, windows(real_sino),
+                                                 windows(fake_sino))
         return {"proj_d": d_loss, "proj_g": g_loss}
 
     def _misfit(self, image: torch.Tensor) -> torch.Tensor:

@@ -64,3 +64,24 @@ def test_speed_benchmark_accuracy_compares_executions():
     assert plain[0]["iterations"] == 8 and mixed[1]["execution"] == "auto"
 
 
+
+
+def test_real_wedge_benchmark_runs_on_the_tooth_scan(capsys):
+    from _io_fixtures import TOOTH
+
+    if not TOOTH.is_file():
+        pytest.skip("../shared/data/tooth.h5 is not here")
+    bench = _load("real_wedge")
+    assert bench.parse_method("rwtv+wedgefill:projection_weight=0.03") == (
+        "rwtv+wedgefill", {"wedgefill": {"projection_weight": 0.03}})
+    assert bench.main(["--data", str(TOOTH), "--bin", "8", "--cuts", "90", "--iterations", "3",
+                       "--wedgefill-iterations", "2",
+                       "--methods", "rwtv", "rwtv+wedgefill:pool=2,pool_iterations=3,channels=4,depth=1"]) == 0
+    out = capsys.readouterr().out
+    assert "| 0-90 | rwtv | 0." in out and "| 0-90 | rwtv+wedgefill:pool=2" in out
+
+
+def test_real_wedge_benchmark_says_when_the_data_are_missing(tmp_path, capsys):
+    bench = _load("real_wedge")
+    assert bench.main(["--data", str(tmp_path / "none.h5")]) == 2
+    assert "no data at" in capsys.readouterr().err

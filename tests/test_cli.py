@@ -239,3 +239,32 @@ def test_demo_runs_the_methods_asked_for(tmp_path, capsys):
     assert summary["methods"]["rwtv+wedgefill"]["stages"] == [{"name": "rwtv", "iterations": 2},
                                                               {"name": "wedgefill", "iterations": 2}]
     assert main(["demo", "-o", str(tmp_path / "bad"), "--methods", "art"]) == 2
+
+
+def test_wedgefill_3d_follows_reweighted_tv_on_the_whole_volume(tmp_path, capsys):
+    """--wedgefill-3d: the volume through 3-D wedge filling, recorded as a stage; refused where it
+    cannot run, before any reading."""
+    p = phantoms.foam(16, n_pores=6, seed=1, nz=16)
+    angles = np.linspace(0, 90, 30, endpoint=False)
+    path = tmp_path / "proj.npy"
+    np.save(path, phantoms.simulate_projections(p, angles))  # (angles, 16 rows, 16 px)
+    base = ["reconstruct", str(path), "--angles", "0:90:30", "--method", "rwtv", "--iterations", "20",
+            "--device", "cpu", "--center", "8", "--data", "line-integrals"]
+    assert main([*base, "-o", str(tmp_path / "rwtv.tif")]) == 0
+    assert main([*base, "-o", str(tmp_path / "wf.tif"), "--wedgefill-3d", "3"]) == 0
+    with tifffile.TiffFile(tmp_path / "wf.tif") as tif:
+        rec, meta = tif.asarray(), json.loads(tif.pages[0].description)
+    first = tifffile.imread(tmp_path / "rwtv.tif")
+    assert rec.shape == first.shape == (16, 16, 16) and np.isfinite(rec).all()
+    assert not np.allclose(rec, first)  # the network ran on it
+    assert [s["name"] for s in meta["stages"]] == ["rwtv", "wedgefill3d"]
+    assert meta["stages"][1]["iterations"] == 3 and meta["method_label"] == "reweighted TV + 3-D wedge filling"
+    assert meta["configs"]["wedgefill3d"]["tv_weight"] == meta["configs"]["rwtv"]["tv_weight"]
+    capsys.readouterr()
+    for extra, message in [(["--method", "fbp"], "use it with --method rwtv"),
+                           (["--workers", "1"], "needs the whole volume in this process"),
+                           (["--wedgefill-3d", "0"], "positive number of iterations"),
+                           (["--slices", "0:8"], "at least as many slices as detector pixels (16), got 8")]:
+        out = tmp_path / "refused.tif"
+        assert main([*base, "-o", str(out), "--wedgefill-3d", "3", *extra]) == 2
+        assert message in capsys.readouterr().err and not out.exists()

@@ -81,6 +81,11 @@ def register(subparsers) -> None:
                    help="MRC tilt series: the image axis the tilt axis runs along (default auto: detected, "
                    "y when unclear)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--wedgefill-3d", type=int, default=None, metavar="ITERATIONS",
+                   help="experimental (issue 15): after --method rwtv, 3-D wedge filling of the whole volume "
+                   "(napari_ganrec.volume.wedgefill_volume) with this many training iterations (2000 is its "
+                   "default); needs at least as many slices as detector pixels, in this process (no "
+                   "--workers/--scheduler, no .zarr output), and a missing wedge in the angles")
     p.set_defaults(func=run_reconstruct)
 
 
@@ -244,6 +249,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     plan = _plan(args)
     warm_plan = plan.with_iterations(args.warm_iterations)
     acceleration = acceleration_of(args)  # bad execution flags fail here, before any reading
+    check_wedgefill_3d(args, plan)
 
     with read_tomo(args.input, **_read_options(args, _angles_argument(args))) as data:
         angles = validate_angles(data.angles, tomographic=True, warn_radians=False)  # the reader warned
@@ -254,6 +260,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             print(f"napari-ganrec reconstruct: warning: {kind.reason}; if that is wrong, say what {args.input} "
                   "holds with --data raw|transmission|line-integrals", file=sys.stderr)
         middle = line_integrals(data, (rows.start + rows.stop) // 2, kind=kind)[0]
+        if args.wedgefill_3d is not None and rows.stop - rows.start < middle.shape[-1]:
+            raise ValueError(f"--wedgefill-3d needs at least as many slices as detector pixels "
+                             f"({middle.shape[-1]}), got {rows.stop - rows.start} (--slices)")
         source_meta = {k: v for k, v in data.metadata.items() if isinstance(v, (str, int, float, bool))}
         center = _resolve_center(args.center, middle, angles)
         plan = _resolve_plan(args, plan, middle)
@@ -285,6 +294,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
         if n_rows > 1:
             image = _local_volume(args, angles, rows, kind, center, iterations)
+        if args.wedgefill_3d is not None:
+            image = _wedgefill_3d(args, plan, image, angles, rows, kind, center, meta)
         meta["seconds"] = round(time.perf_counter() - t0, 3)
         out = write_volume(args.output, image, meta, overwrite=args.overwrite)
         print(f"wrote {out} {image.shape} (centre {center:.2f}) in {meta['seconds']:.1f} s")
@@ -293,6 +304,44 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({rows.stop - rows.start} slices, centre {center:.2f}) "
           f"in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def check_wedgefill_3d(args: argparse.Namespace, plan) -> None:
+    """Refuse ``--wedgefill-3d`` before any reading where it cannot run (see its help)."""
+    if args.wedgefill_3d is None:
+        return
+    if args.wedgefill_3d < 1:
+        raise ValueError(f"--wedgefill-3d takes a positive number of iterations, got {args.wedgefill_3d}")
+    if [s.name for s in plan.stages] != ["rwtv"]:
+        raise ValueError("--wedgefill-3d follows reweighted TV: use it with --method rwtv "
+                         f"(its training planes are re-reconstructed as reweighted TV does), not {args.method!r}")
+    if args.workers is not None or args.scheduler is not None or str(args.output).lower().endswith(".zarr"):
+        raise ValueError("--wedgefill-3d needs the whole volume in this process: drop --workers/--scheduler "
+                         "and write a TIFF, HDF5 or NumPy file")
+
+
+def _wedgefill_3d(args, plan, first: np.ndarray, angles, rows: slice, kind, center: float,
+                  meta: dict) -> np.ndarray:
+    """``first`` (reweighted TV's volume) through 3-D wedge filling; ``meta`` records the stage."""
+    from tqdm import tqdm
+
+    from ..io import line_integrals, read_tomo
+    from ..volume.wedgefill3d import LABEL, WedgeFill3DConfig, wedgefill_volume
+
+    rwtv = plan.stages[0].config
+    config = WedgeFill3DConfig(iterations=args.wedgefill_3d, tv_weight=rwtv.tv_weight, eps=rwtv.eps)
+    if first.ndim == 2:
+        first = first[None]
+    with read_tomo(args.input, **_read_options(args, angles)) as data:
+        sinos = line_integrals(data, rows, kind=kind)
+    with tqdm(total=config.iterations * config.rounds, desc=LABEL, unit="it") as bar:
+        image = wedgefill_volume(first, sinos, angles, config, seed=args.seed, device=args.device,
+                                 center=center, progress=lambda _: bar.update(1))
+    meta["stages"] = [*meta["stages"], {"name": "wedgefill3d", "iterations": config.iterations}]
+    meta["method"] = f"{meta['method']}+wedgefill3d"
+    meta["method_label"] = f"{meta['method_label']} + {LABEL}"
+    meta["configs"] = {**meta["configs"], "wedgefill3d": config.to_dict()}
+    return image
 
 
 def _one_slice(args, sinos: np.ndarray, angles, center: float, iterations: int) -> np.ndarray:

@@ -198,3 +198,23 @@ def test_benchmark_runs_at_a_tiny_size(capsys):
     row = [line for line in out.splitlines() if line.startswith("| 16 | porous | ±35 (51) | 0.1/")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert 0 < float(cells[5].split()[0]) <= 1 and 0 < float(cells[6].split()[0]) <= 1
+
+
+def test_strength_is_automatic_as_reweighted_tvs_and_one_for_the_volume(volume16):
+    """tv_weight/eps "auto" (the default): reweighted TV's choice for the middle slice; on clean data
+    that is 0.1/0.1, so the run equals one given those numbers."""
+    from napari_ganrec.methods.rwtv import RWTVConfig
+
+    _, sinos, ang, first = volume16
+    cfg = WedgeFill3DConfig()
+    assert (cfg.tv_weight, cfg.eps) == ("auto", "auto")
+    noisy = phantoms.add_poisson_noise(sinos[8], 3e3, seed=1)
+    rw = RWTVConfig().resolved(noisy)
+    chosen = cfg.resolved(noisy)
+    assert rw.tv_weight > 0.1 and (chosen.tv_weight, chosen.eps) == (rw.tv_weight, rw.eps)
+    assert WedgeFill3DConfig(tv_weight=0.05).resolved(noisy).tv_weight == 0.05  # a number given wins
+    auto = wedgefill_volume(first, sinos, ang, dataclasses.replace(TINY, tv_weight="auto", eps="auto"), seed=3)
+    fixed = wedgefill_volume(first, sinos, ang, dataclasses.replace(TINY, tv_weight=0.1, eps=0.1), seed=3)
+    assert np.array_equal(auto, fixed)
+    with pytest.raises(ValueError, match="WedgeFill3DConfig.tv_weight is out of range: 'strong'"):
+        WedgeFill3DConfig(tv_weight="strong")

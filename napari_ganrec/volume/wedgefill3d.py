@@ -33,6 +33,7 @@ tests/test_wedgefill3d.py). The planes are ``n x n``: the volume must have at le
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ import torch
 
 from ..geometry import Geometry, circle_mask
 from ..methods.base import StageConfig, check_fields
-from ..methods.rwtv import RWTV, RWTVConfig
+from ..methods.rwtv import AUTO, RWTV, RWTVConfig, auto_or_number
 from ..methods.wedge import Sector, measured_mask, missing_sector, remove_wedge, rotate
 from ..methods.wedgefill import WedgeNet, dilations
 from ..projector import Projector, resolve_device
@@ -75,9 +76,11 @@ class WedgeFill3DConfig(StageConfig):
         Adam learning rate.
     rounds : int
         Rounds; each after the first starts from the previous result (new planes, same network).
-    pool_iterations, tv_weight, eps : int, float, float
+    pool_iterations, tv_weight, eps : int, float or "auto", float or "auto"
         The reweighted-TV run that reconstructs each plane from its projections (use the first
         stage's setting, so that the network learns to undo exactly its artefacts).
+        ``"auto"`` (the default): what reweighted TV's ``"auto"`` chooses for the middle slice's
+        sinogram (:meth:`resolved`), i.e. the setting of a first stage run with its defaults.
     channels, depth : int
         The network (:class:`~napari_ganrec.methods.wedgefill.WedgeNet`).
     average_last : int
@@ -98,8 +101,8 @@ class WedgeFill3DConfig(StageConfig):
     lr: float = 1e-3
     rounds: int = 1
     pool_iterations: int = 300
-    tv_weight: float = 0.1
-    eps: float = 0.1
+    tv_weight: float | str = AUTO
+    eps: float | str = AUTO
     channels: int = 16
     depth: int = 4
     average_last: int = 50
@@ -107,6 +110,14 @@ class WedgeFill3DConfig(StageConfig):
     min_wedge_deg: float = 5.0
 
     def __post_init__(self):
+        for name, positive in (("tv_weight", False), ("eps", True)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, auto_or_number(value, name, positive, "WedgeFill3DConfig"))
+            except ValueError:
+                raise ValueError(f"WedgeFill3DConfig.{name} is out of range: {value!r} "
+                                 "('auto' or a finite number)") from None
+
         def whole(v, lo):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
 
@@ -123,14 +134,21 @@ class WedgeFill3DConfig(StageConfig):
             "lr": real(self.lr, 0, strict=True),
             "rounds": whole(self.rounds, 1),
             "pool_iterations": whole(self.pool_iterations, 1),
-            "tv_weight": real(self.tv_weight, 0),
-            "eps": real(self.eps, 0, strict=True),
             "channels": whole(self.channels, 1),
             "depth": whole(self.depth, 1) and self.depth <= 8,
             "average_last": whole(self.average_last, 0),
             "keep_measured": isinstance(self.keep_measured, (bool, np.bool_)),
             "min_wedge_deg": real(self.min_wedge_deg, 0) and self.min_wedge_deg < 180,
         })
+
+
+    def resolved(self, sinograms) -> WedgeFill3DConfig:
+        """This config with ``tv_weight``/``eps`` "auto" replaced by what reweighted TV's "auto"
+        chooses for ``sinograms`` (:meth:`~napari_ganrec.methods.rwtv.RWTVConfig.resolved`)."""
+        if AUTO not in (self.tv_weight, self.eps):
+            return self
+        strength = RWTVConfig(tv_weight=self.tv_weight, eps=self.eps).resolved(sinograms)
+        return dataclasses.replace(self, tv_weight=strength.tv_weight, eps=strength.eps)
 
 
 # ---------------------------------------------------------------------------------- geometry
@@ -364,6 +382,7 @@ def wedgefill_volume(
                          "there is nothing for 3-D wedge filling to fill")
     dev = resolve_device(device)
     projector = Projector(Geometry.create(ang, vol.shape[-1], center), device=dev)
+    cfg = cfg.resolved(b[b.shape[0] // 2].numpy())  # "auto": one setting, from the middle slice
     trainer = _Trainer(projector, b, vol, sector, cfg, seed)
     teacher = vol.clamp(min=0) * trainer.mask.cpu()
     for r in range(cfg.rounds):

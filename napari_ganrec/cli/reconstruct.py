@@ -289,13 +289,15 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         local = args.workers is None and args.scheduler is None and not (zarr_out and n_rows > 1)
         if local and n_rows == 1:
             image = _one_slice(args, line_integrals(data, rows, kind=kind), angles, center, iterations)
+        # 3-D wedge filling needs every sinogram at once: read them once, for both stages
+        sinos = line_integrals(data, rows, kind=kind) if args.wedgefill_3d is not None else None
     if local:
         from ..io import write_volume
 
         if n_rows > 1:
-            image = _local_volume(args, angles, rows, kind, center, iterations)
-        if args.wedgefill_3d is not None:
-            image = _wedgefill_3d(args, plan, image, angles, rows, kind, center, meta)
+            image = _local_volume(args, angles, rows, kind, center, iterations, sinos)
+        if sinos is not None:
+            image = _wedgefill_3d(args, plan, image, sinos, angles, center, meta)
         meta["seconds"] = round(time.perf_counter() - t0, 3)
         out = write_volume(args.output, image, meta, overwrite=args.overwrite)
         print(f"wrote {out} {image.shape} (centre {center:.2f}) in {meta['seconds']:.1f} s")
@@ -320,20 +322,16 @@ def check_wedgefill_3d(args: argparse.Namespace, plan) -> None:
                          "and write a TIFF, HDF5 or NumPy file")
 
 
-def _wedgefill_3d(args, plan, first: np.ndarray, angles, rows: slice, kind, center: float,
+def _wedgefill_3d(args, plan, first: np.ndarray, sinos: np.ndarray, angles, center: float,
                   meta: dict) -> np.ndarray:
-    """``first`` (reweighted TV's volume) through 3-D wedge filling; ``meta`` records the stage."""
+    """``first`` (reweighted TV's volume of ``sinos``) through 3-D wedge filling; ``meta`` records
+    the stage."""
     from tqdm import tqdm
 
-    from ..io import line_integrals, read_tomo
     from ..volume.wedgefill3d import LABEL, WedgeFill3DConfig, wedgefill_volume
 
     rwtv = plan.stages[0].config
     config = WedgeFill3DConfig(iterations=args.wedgefill_3d, tv_weight=rwtv.tv_weight, eps=rwtv.eps)
-    if first.ndim == 2:
-        first = first[None]
-    with read_tomo(args.input, **_read_options(args, angles)) as data:
-        sinos = line_integrals(data, rows, kind=kind)
     with tqdm(total=config.iterations * config.rounds, desc=LABEL, unit="it") as bar:
         image = wedgefill_volume(first, sinos, angles, config, seed=args.seed, device=args.device,
                                  center=center, progress=lambda _: bar.update(1))
@@ -364,17 +362,22 @@ def _one_slice(args, sinos: np.ndarray, angles, center: float, iterations: int) 
     return image
 
 
-def _local_volume(args, angles, rows: slice, kind, center: float, iterations) -> np.ndarray:
-    """Several slices in this process: the engine slab by slab, warm start from slab to slab."""
+def _local_volume(args, angles, rows: slice, kind, center: float, iterations,
+                  sinos: np.ndarray | None = None) -> np.ndarray:
+    """Several slices in this process: the engine slab by slab, warm start from slab to slab; the
+    input is read lazily, unless its sinograms ``sinos`` (of ``rows``) are already in memory."""
     from tqdm import tqdm
 
-    from ..volume import PathSource, reconstruct_volume
+    from ..volume import ArraySource, PathSource, reconstruct_volume
 
-    source = PathSource(args.input, open_kwargs=_read_options(args, angles), kind=kind)
+    if sinos is None:
+        source, span = PathSource(args.input, open_kwargs=_read_options(args, angles), kind=kind), rows
+    else:
+        source, span = ArraySource(sinos), range(len(sinos))
     n = rows.stop - rows.start
     with tqdm(total=n, desc=f"{args.method} {n} slices", unit="slice") as bar:
         return reconstruct_volume(
-            source, angles, rows=(rows.start, rows.stop), method=args.method, iterations=iterations,
+            source, angles, rows=(span.start, span.stop), method=args.method, iterations=iterations,
             warm_iterations=args.warm_iterations, batch=args.batch, batch_mode=args.batch_mode,
             tol=args.tol, center=center, device=args.device, seed=args.seed,
             progress=lambda rec: bar.update(len(rec.indices)), **_engine_options(args))

@@ -33,7 +33,7 @@ from ._ops import RunningMean, div, grad, safe_inverse, tv_weight_scale
 from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
 
-__all__ = ["RWTVConfig", "RWTV", "image_scale", "AUTO", "auto_or_number"]
+__all__ = ["RWTVConfig", "RWTV", "image_scale", "AUTO", "auto_or_number", "with_automatic_strength"]
 
 #: The value of ``tv_weight``/``eps`` that asks for the automatic setting.
 AUTO = "auto"
@@ -131,6 +131,16 @@ class RWTVConfig(StageConfig):
             self, noise=round(float(noise), 6),
             tv_weight=weight if self.tv_weight == AUTO else self.tv_weight,
             eps=eps if self.eps == AUTO else self.eps)
+
+
+def with_automatic_strength(config, sinograms):
+    """``config`` (any dataclass with ``tv_weight``/``eps``, e.g. a stage that re-runs reweighted
+    TV) with those fields "auto" replaced by what :meth:`RWTVConfig.resolved` chooses for
+    ``sinograms``; ``config`` itself when neither is "auto"."""
+    if AUTO not in (config.tv_weight, config.eps):
+        return config
+    strength = RWTVConfig(tv_weight=config.tv_weight, eps=config.eps).resolved(sinograms)
+    return dataclasses.replace(config, tv_weight=strength.tv_weight, eps=strength.eps)
 
 
 def image_scale(projector, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,6 @@ applies the same local rule in every place and orientation.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -53,7 +52,7 @@ from .base import Stage, StageConfig, check_fields
 from .fbp import fbp
 from .orientation import OrientationCritic, orientation_views
 from .projection_critic import NORMS, REALS, ProjectionCritic, angle_projector, missing_angles, projection_windows
-from .rwtv import AUTO, RWTV, RWTVConfig, auto_or_number, image_scale
+from .rwtv import AUTO, RWTV, RWTVConfig, auto_or_number, image_scale, with_automatic_strength
 from .wedge import measured_mask, missing_sector, remove_wedge, rotate
 
 __all__ = ["WedgeFillConfig", "WedgeFill", "WedgeNet", "REMOVALS", "dilations"]
@@ -193,10 +192,7 @@ class WedgeFillConfig(StageConfig):
     def resolved(self, sinograms) -> WedgeFillConfig:
         """This config with ``tv_weight``/``eps`` "auto" replaced by what reweighted TV's "auto"
         chooses for ``sinograms`` (:meth:`~napari_ganrec.methods.rwtv.RWTVConfig.resolved`)."""
-        if AUTO not in (self.tv_weight, self.eps):
-            return self
-        strength = RWTVConfig(tv_weight=self.tv_weight, eps=self.eps).resolved(sinograms)
-        return dataclasses.replace(self, tv_weight=strength.tv_weight, eps=strength.eps)
+        return with_automatic_strength(self, sinograms)
 
 
 class WedgeNet(nn.Module):

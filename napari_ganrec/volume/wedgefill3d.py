@@ -33,7 +33,6 @@ tests/test_wedgefill3d.py). The planes are ``n x n``: the volume must have at le
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ import torch
 
 from ..geometry import Geometry, circle_mask
 from ..methods.base import StageConfig, check_fields
-from ..methods.rwtv import AUTO, RWTV, RWTVConfig, auto_or_number
+from ..methods.rwtv import AUTO, RWTV, RWTVConfig, auto_or_number, with_automatic_strength
 from ..methods.wedge import Sector, measured_mask, missing_sector, remove_wedge, rotate
 from ..methods.wedgefill import WedgeNet, dilations
 from ..projector import Projector, resolve_device
@@ -145,10 +144,7 @@ class WedgeFill3DConfig(StageConfig):
     def resolved(self, sinograms) -> WedgeFill3DConfig:
         """This config with ``tv_weight``/``eps`` "auto" replaced by what reweighted TV's "auto"
         chooses for ``sinograms`` (:meth:`~napari_ganrec.methods.rwtv.RWTVConfig.resolved`)."""
-        if AUTO not in (self.tv_weight, self.eps):
-            return self
-        strength = RWTVConfig(tv_weight=self.tv_weight, eps=self.eps).resolved(sinograms)
-        return dataclasses.replace(self, tv_weight=strength.tv_weight, eps=strength.eps)
+        return with_automatic_strength(self, sinograms)
 
 
 # ---------------------------------------------------------------------------------- geometry

@@ -274,11 +274,13 @@ class RunController(QObject):
         wait = max(self._last_render + self.render_interval - now, self.defer())
         return max(0, int(wait * 1000))
 
-    def _render(self) -> None:
-        self._timed("render", self._render_work)
+    def _render(self, final: bool = False) -> None:
+        self._timed("render", self._render_work, final)
 
-    def _render_work(self) -> None:
-        if self._pending is not None and self.defer() > 0 and self._worker is not None:
+    def _render_work(self, final: bool = False) -> None:
+        """Show the newest pending image, unless the main thread is busy (``defer``); the
+        ``final`` one, when the run ends, is shown at once, before the run's status changes."""
+        if not final and self._pending is not None and self.defer() > 0 and self._worker is not None:
             self._render_timer.start(self._render_delay_ms() + 1)
             return
         update, self._pending = self._pending, None
@@ -317,7 +319,7 @@ class RunController(QObject):
             self._frozen = False
         self._starting = False
         self._render_timer.stop()
-        self._render()  # the last image the worker sent
+        self._render(final=True)  # the last image the worker sent, before the status says so
         worker, self._worker = self._worker, None
         if worker is not None:
             close_generator(worker)

@@ -462,6 +462,27 @@ def test_uncertainty_layer_of_the_recommended_reweighted_tv(small, qtbot):
     assert np.all(unc.data >= 0) and unc.data.max() > 0
 
 
+def test_the_last_image_is_shown_before_the_run_says_finished_even_when_rendering_waits(small, qtbot):
+    """A busy main thread defers drawing (``defer``); the run's end must not: when the status says
+    "finished" the live layer holds the last slice (it was sometimes drawn a moment later)."""
+    viewer, widget = small
+    widget.slice_spin.setValue(0)
+    widget.nslices_spin.setValue(3)
+    widget.volume_check.setChecked(True)
+    widget.iterations_spin.setValue(4)
+    widget.warm_spin.setValue(2)
+    widget.preview_spin.setValue(2)
+    widget.controller.defer = lambda: 1.0  # as if the main thread were always busy
+    seen = []
+    widget.state.events.status.connect(lambda status: seen.append(
+        (status, None if widget.controller.image_layer is None
+         else int((np.abs(widget.controller.image_layer.data).sum(axis=(1, 2)) > 0).sum()))))
+    assert widget.run()
+    _wait_status(qtbot, widget, ("finished", "failed"))
+    assert widget.state.status == "finished", widget.state.message
+    assert seen[-1] == ("finished", 3)
+
+
 def test_volume_mode_fills_the_live_layer_slice_by_slice(small, qtbot):
     viewer, widget = small
     widget.slice_spin.setValue(0)

@@ -22,9 +22,10 @@ def _solver(sino, angles, **overrides):
 
 def test_ganrec_runs_generator_and_discriminator_at_every_iteration(wedge_data, monkeypatch):
     """method="ganrec" is the GAN from the first iteration: one generator call per update (and one
-    for the final image), three discriminator calls (real, fake, the generator's adversarial
-    term), and two optimiser steps (discriminator, generator) each time."""
+    for the final image), two discriminator calls (measured and modelled sinogram in one batch,
+    then the generator's adversarial term), and two optimiser steps (discriminator, generator) each time."""
     calls = {"G": 0, "D": 0, "adam_steps": 0}
+    d_batches = []
     g_forward, d_forward = Generator.forward, Discriminator.forward
 
     def count_g(self, x):
@@ -33,6 +34,7 @@ def test_ganrec_runs_generator_and_discriminator_at_every_iteration(wedge_data, 
 
     def count_d(self, x):
         calls["D"] += 1
+        d_batches.append(x.shape[0])
         return d_forward(self, x)
 
     monkeypatch.setattr(Generator, "forward", count_g)
@@ -49,7 +51,8 @@ def test_ganrec_runs_generator_and_discriminator_at_every_iteration(wedge_data, 
                                      device="cpu"))
     assert [s.stage for s in steps] == ["ganrec"] * 6
     assert all(s.losses["d_loss"] > 0 and s.losses["adv"] > 0 for s in steps)
-    assert calls == {"G": 6 + 1, "D": 3 * 6, "adam_steps": 2 * 6}
+    assert calls == {"G": 6 + 1, "D": 2 * 6, "adam_steps": 2 * 6}
+    assert d_batches == [2, 1] * 6  # measured and modelled sinogram in one batch, then the adversarial term
 
 
 def test_ganrec_beats_fbp_on_limited_angles(wedge_data):

@@ -48,3 +48,35 @@ def test_only_large_weights_are_split_into_blocks():
     assert big.weight.shape == (65536, 256)
     g = Generator(10, 16, units=8, n_conv=2, channels=4)
     assert isinstance(g.fc[0], Linear) and g(torch.randn(2, 1, 10, 16)).shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize("cin, cout", [(1, 6), (6, 6), (6, 1)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_conv2d_with_bias_added_after_matches_nn_conv2d(cin, cout, layout):
+    """The generator's Conv2d: nn.Conv2d's parameters, initialisation, values and gradients."""
+    from napari_ganrec.methods.networks import Conv2d
+
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(cin, cout, 3, padding=1).to(memory_format=layout)
+    torch.manual_seed(0)
+    conv = Conv2d(cin, cout, 3, padding=1).to(memory_format=layout)
+    assert conv.state_dict().keys() == ref.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(conv.state_dict().values(), ref.state_dict().values()))
+    x = torch.randn(2, cin, 9, 7).contiguous(memory_format=layout).requires_grad_()
+    g = torch.randn(2, cout, 9, 7)
+    out, expected = conv(x), ref(x)
+    assert torch.allclose(out, expected, atol=1e-6)
+    got = torch.autograd.grad(out, [x, conv.weight, conv.bias], g)
+    want = torch.autograd.grad(expected, [x, ref.weight, ref.bias], g)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="padding_mode"):
+        Conv2d(1, 2, 3, padding=1, padding_mode="reflect")
+
+
+def test_generator_convolutions_add_their_bias_after_the_convolution():
+    from napari_ganrec.methods.networks import Conv2d
+
+    g = Generator(10, 16, units=8, n_conv=3, channels=4)
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 and all(type(m) is Conv2d for m in convs)

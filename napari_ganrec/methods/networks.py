@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Generator", "Discriminator", "SeededDropout", "Linear", "BlockLinear", "linear"]
+__all__ = ["Generator", "Discriminator", "SeededDropout", "Linear", "BlockLinear", "linear", "Conv2d"]
 
 #: Largest weight block of a fully connected layer, in elements (16 MB of float32: well inside the
 #: 32 MB that glibc serves from its heap; a larger gradient is mapped fresh, and page-faulted in,
@@ -99,6 +99,27 @@ def linear(in_features: int, out_features: int, max_block: int = MAX_BLOCK) -> n
     return Linear(in_features, out_features)
 
 
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same initialisation) whose bias is added after the
+    convolution instead of inside it.
+
+    The same sum up to rounding; the backward pass then gets the bias gradient from one reduction
+    instead of oneDNN's, which costs about 2 ms per 32-channel layer at 256 px in channels-last on
+    one core (the generator's forward and backward pass: 5 % faster at 256 px, 1 % at 128 px).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"Conv2d supports padding_mode='zeros' only, got {self.padding_mode!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+        if self.bias is None:
+            return y
+        return y + self.bias.view(1, -1, 1, 1)
+
+
 class SeededDropout(nn.Module):
     """Dropout drawing its masks from its own ``torch.Generator`` (reproducible per run)."""
 
@@ -178,13 +199,13 @@ class Generator(nn.Module):
         cin = 1
         for _ in range(n_conv - 1):
             convs += [
-                nn.Conv2d(cin, channels, kernel, padding=kernel // 2),
+                Conv2d(cin, channels, kernel, padding=kernel // 2),
                 nn.GroupNorm(1, channels),  # layer normalisation over (C, H, W)
                 nn.ReLU(inplace=True),
             ]
             cin = channels
         self.conv = nn.Sequential(*convs)
-        self.last = nn.Conv2d(cin, 1, kernel, padding=kernel // 2)
+        self.last = Conv2d(cin, 1, kernel, padding=kernel // 2)
         self.output = output
         if zero_last:  # residual use: the first output is exactly 0
             nn.init.zeros_(self.last.weight)

@@ -113,6 +113,9 @@ class StackedGANrec(GANrec):
         self._set_lr()
         self._snapshot = self._take_snapshot()
 
+    def _real_fake_logits(self, real, fake):
+        return self.D(real), self.D(fake)  # the stack's first dimension is the slice
+
     def _weights(self):
         return (self.G.single_state(-1), self.D.single_state(-1),
                 _optim_single(self.opt_g.state_dict(), -1), _optim_single(self.opt_d.state_dict(), -1))

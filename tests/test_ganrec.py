@@ -164,6 +164,12 @@ def test_warm_start_continues_from_previous_weights(wedge_data):
     with pytest.raises(ValueError, match="warm_start was made for"):
         next(ng.iter_reconstruct(sino[:, :40], angles, method="ganrec", iterations=1, device="cpu",
                                  warm_start=state))
+    old_layout = {**state["ganrec"], "generator": dict(state["ganrec"]["generator"])}
+    name = next(k for k, v in old_layout["generator"].items() if v.ndim == 2 and v.shape[0] != v.shape[1])
+    old_layout["generator"][name] = old_layout["generator"][name].t()  # e.g. blocks of another layout
+    with pytest.raises(ValueError, match="a state of another version"):
+        next(ng.iter_reconstruct(sino, angles, method="ganrec", iterations=1, device="cpu",
+                                 warm_start={"ganrec": old_layout}))
     with pytest.raises(ValueError, match="state of 'ganrec', not of the 'rwtv' stage"):
         next(ng.iter_reconstruct(sino, angles, method="rwtv", iterations=1, device="cpu",
                                  warm_start={"rwtv": state["ganrec"]}))

@@ -7,24 +7,33 @@ from napari_ganrec.methods.networks import BlockLinear, Generator, Linear, linea
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("kind", ["block", "plain"])
+@pytest.mark.parametrize("kind", ["block", "block-transposed", "plain"])
 def test_linear_layers_match_nn_linear_values_and_gradients(kind, batch):
-    n_in, n_out = (64, 1000) if kind == "block" else (50, 20)
+    n_in, n_out = {"block": (1000, 64), "block-transposed": (64, 1000), "plain": (50, 20)}[kind]
     torch.manual_seed(0)
     ref = torch.nn.Linear(n_in, n_out)
     torch.manual_seed(0)
-    layer = BlockLinear(n_in, n_out, max_block=64 * 300) if kind == "block" else Linear(n_in, n_out)
-    weights = list(layer.blocks) if kind == "block" else [layer.weight]
-    assert len(weights) == (4 if kind == "block" else 1)  # 300 + 300 + 300 + 100 rows
-    assert torch.equal(torch.cat([w.detach() for w in weights]), ref.weight.detach())  # same initialisation
+    if kind == "plain":
+        layer = Linear(n_in, n_out)
+        weights = [layer.weight]
+    else:
+        layer = BlockLinear(n_in, n_out, max_block=64 * 300)
+        weights = list(layer.blocks)
+        assert layer.transposed == (kind == "block-transposed")  # more outputs than inputs
+        assert all(w.numel() <= 64 * 300 and w.is_contiguous() for w in weights)
+        expected_shapes = ([(64, 300)] * 3 + [(64, 100)] if layer.transposed
+                           else [(19, 1000)] * 3 + [(7, 1000)])
+        assert [tuple(w.shape) for w in weights] == expected_shapes
+    assert torch.equal(layer.weight.detach(), ref.weight.detach())  # same initialisation
     x = torch.randn(batch, n_in, requires_grad=True)
     g = torch.randn(batch, n_out)
     expected = torch.autograd.grad(ref(x), [x, ref.weight, ref.bias], g)
     out = layer(x)
     got = torch.autograd.grad(out, [x, *weights, layer.bias], g)
-    assert torch.allclose(out, ref(x), atol=1e-6)
+    grad_w = torch.cat(got[1:-1], dim=1).t() if kind == "block-transposed" else torch.cat(got[1:-1])
+    assert torch.allclose(out, ref(x), atol=1e-5)
     assert torch.allclose(got[0], expected[0], atol=1e-5)
-    assert torch.allclose(torch.cat(got[1:-1]), expected[1], atol=1e-5)
+    assert torch.allclose(grad_w, expected[1], atol=1e-5)
     assert torch.allclose(got[-1], expected[2], atol=1e-5)
 
 
@@ -32,13 +41,18 @@ def test_linear_function_passes_gradcheck():
     from napari_ganrec.methods.networks import _LinearFunction
 
     def f(x, w, b):
-        return _LinearFunction.apply(x, b, w[:2], w[2:])
+        return _LinearFunction.apply(x, b, False, w[:2], w[2:])
+
+    def f_transposed(x, w, b):  # w: the transposed weight (in, out) in two column blocks
+        return _LinearFunction.apply(x, b, True, w[:, :2], w[:, 2:])
 
     for batch in (1, 2):
         args = (torch.randn(batch, 3, dtype=torch.double, requires_grad=True),
                 torch.randn(5, 3, dtype=torch.double, requires_grad=True),
                 torch.randn(5, dtype=torch.double, requires_grad=True))
         assert torch.autograd.gradcheck(f, args)
+        args_t = (args[0], torch.randn(3, 5, dtype=torch.double, requires_grad=True), args[2])
+        assert torch.autograd.gradcheck(f_transposed, args_t)
 
 
 def test_only_large_weights_are_split_into_blocks():

@@ -257,6 +257,14 @@ class GANrec(Stage):
         for key in _ARCH:
             if state["arch"][key] != getattr(self.config, key):
                 raise ValueError(f"warm_start has another network architecture ({key} differs)")
+        g, d, _, _ = self._weights()
+        for net, mine in (("generator", g), ("discriminator", d)):
+            theirs = state[net]
+            for name, tensor in mine.items():
+                if name not in theirs or tuple(theirs[name].shape) != tuple(tensor.shape):
+                    got = tuple(theirs[name].shape) if name in theirs else "nothing"
+                    raise ValueError(f"warm_start's {net} holds {got} for {name!r}, where this version's "
+                                     f"has {tuple(tensor.shape)} (a state of another version?)")
 
     def load_state(self, state) -> None:
         """Continue from :meth:`state` (same sinogram shape and network architecture).

@@ -33,7 +33,12 @@ temporaries of each weight matrix), channels-last 580 -> 516 ms at 256 px (oneDN
 convolutions), the heap setting about 60 ms at 256 px (without it, every iteration page-faults
 in about 100 MB of fresh gradient and activation buffers), and the fully connected layers' own
 weight gradient (:class:`~napari_ganrec.methods.networks.Linear`) 457 -> 422 ms at 256 px and 141 -> 120
-ms at 128 px. None changes what is computed beyond rounding. ``torch.compile`` stays opt-in on the
+ms at 128 px. Always on, in the networks and the projector rather than here (in-process A/B on one
+thread): one-column projector products as ``torch.mv`` and the discriminator's measured and modelled
+sinograms in one batch (the step 0.95x at 128 and 256 px), the convolutions' bias added after the
+convolution (the generator's forward and backward pass 0.95x at 256 px) and the wide output layer's
+weight blocks held transposed (that layer 14.5 -> 11.7 ms at 256 px).
+None changes what is computed beyond rounding. ``torch.compile`` stays opt-in on the
 CPU too: for one 128 px slice it gained nothing (the generator's forward and backward pass 129.5
 vs 129.6 ms, after 170 s of compilation).
 

@@ -94,3 +94,25 @@ def test_generator_convolutions_add_their_bias_after_the_convolution():
     g = Generator(10, 16, units=8, n_conv=3, channels=4)
     convs = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 3 and all(type(m) is Conv2d for m in convs)
+
+
+def test_transposed_blocks_run_under_vmap_as_the_stacked_solver_runs_them():
+    """batch_mode="independent" maps the generator over stacked weights with torch.vmap."""
+    torch.manual_seed(0)
+    layer = BlockLinear(8, 60, max_block=8 * 25)  # transposed blocks (8, 25), (8, 25), (8, 10)
+    assert layer.transposed and len(layer.blocks) == 3
+    params = {k: torch.stack([v.detach(), 2 * v.detach()]).requires_grad_() for k, v in layer.named_parameters()}
+    x = torch.randn(2, 8)
+
+    def one(p, xi):
+        return torch.func.functional_call(layer, p, (xi.unsqueeze(0),)).squeeze(0)
+
+    out = torch.vmap(one)(params, x)
+    w0 = layer.weight.detach()
+    assert torch.allclose(out[0], x[0] @ w0.t() + layer.bias, atol=1e-5)
+    assert torch.allclose(out[1], x[1] @ (2 * w0).t() + 2 * layer.bias, atol=1e-5)
+    grads = dict(zip(params, torch.autograd.grad(out.sum(), list(params.values()))))
+    assert torch.allclose(grads["bias"], torch.ones(2, 60))
+    for copy in (0, 1):  # d(sum)/d(W^T) = x 1^T for each copy's blocks
+        assert torch.allclose(grads["blocks.0"][copy], x[copy].view(-1, 1).expand(8, 25), atol=1e-6)
+        assert torch.allclose(grads["blocks.2"][copy], x[copy].view(-1, 1).expand(8, 10), atol=1e-6)

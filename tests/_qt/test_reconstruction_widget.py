@@ -462,21 +462,32 @@ def test_uncertainty_layer_of_the_recommended_reweighted_tv(small, qtbot):
     assert np.all(unc.data >= 0) and unc.data.max() > 0
 
 
+def _set_volume_of_three_slices(widget, iterations: int) -> None:
+    """Volume mode over slices 0-2: ``iterations`` on the first slice, 2 on each warm-started one,
+    a preview every 2."""
+    widget.slice_spin.setValue(0)
+    widget.nslices_spin.setValue(3)
+    widget.volume_check.setChecked(True)
+    widget.iterations_spin.setValue(iterations)
+    widget.warm_spin.setValue(2)
+    widget.preview_spin.setValue(2)
+
+
+def _filled_slices(volume) -> int:
+    """How many slices of ``volume`` hold anything but zeros."""
+    return int((np.abs(np.asarray(volume)).sum(axis=(1, 2)) > 0).sum())
+
+
 def test_the_last_image_is_shown_before_the_run_says_finished_even_when_rendering_waits(small, qtbot):
     """A busy main thread defers drawing (``defer``); the run's end must not: when the status says
     "finished" the live layer holds the last slice (it was sometimes drawn a moment later)."""
     viewer, widget = small
-    widget.slice_spin.setValue(0)
-    widget.nslices_spin.setValue(3)
-    widget.volume_check.setChecked(True)
-    widget.iterations_spin.setValue(4)
-    widget.warm_spin.setValue(2)
-    widget.preview_spin.setValue(2)
+    _set_volume_of_three_slices(widget, iterations=4)
     widget.controller.defer = lambda: 1.0  # as if the main thread were always busy
     seen = []
     widget.state.events.status.connect(lambda status: seen.append(
         (status, None if widget.controller.image_layer is None
-         else int((np.abs(widget.controller.image_layer.data).sum(axis=(1, 2)) > 0).sum()))))
+         else _filled_slices(widget.controller.image_layer.data))))
     assert widget.run()
     _wait_status(qtbot, widget, ("finished", "failed"))
     assert widget.state.status == "finished", widget.state.message
@@ -485,15 +496,9 @@ def test_the_last_image_is_shown_before_the_run_says_finished_even_when_renderin
 
 def test_volume_mode_fills_the_live_layer_slice_by_slice(small, qtbot):
     viewer, widget = small
-    widget.slice_spin.setValue(0)
-    widget.nslices_spin.setValue(3)
-    widget.volume_check.setChecked(True)
-    widget.iterations_spin.setValue(6)
-    widget.warm_spin.setValue(2)
-    widget.preview_spin.setValue(2)
+    _set_volume_of_three_slices(widget, iterations=6)
     shapes = []
-    widget.state.events.image.connect(lambda img: shapes.append(
-        None if img is None else int((np.abs(np.asarray(img)).sum(axis=(1, 2)) > 0).sum())))
+    widget.state.events.image.connect(lambda img: shapes.append(None if img is None else _filled_slices(img)))
     assert widget.run()
     _wait_status(qtbot, widget, ("finished", "failed"))
     assert widget.state.status == "finished", widget.state.message

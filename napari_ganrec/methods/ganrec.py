@@ -201,6 +201,8 @@ class GANrec(Stage):
             self.D = Discriminator(cfg.disc_channels, spectral_norm=cfg.spectral_norm).to(self.device)
         if self.acc.channels_last:
             self.G.use_channels_last()
+            if self.device.type == "cpu":  # measured on the CPU only
+                self.D.use_channels_last()
         self.opt_g, self.opt_d = make_optimizers(self.G.parameters(), self.D.parameters(), cfg,
                                                  fused=self.acc.fused_adam)
         self._run_g = CompiledOrEager(self.G, self.acc.compile, self.acc.compile_backend, "generator")

@@ -103,6 +103,7 @@ class StackedGANrec(GANrec):
         if self.config.spectral_norm:
             raise ValueError("batch_mode='independent' does not support spectral_norm=True")
         self.G.use_channels_last(False)  # vmap over stacked (5-D) weights: plain layout
+        self.D.use_channels_last(False)
         self.G = _Stacked(self.G, self.batch).to(self.device)
         self.D = _Stacked(self.D, self.batch).to(self.device)
         self._run_g = CompiledOrEager(self.G, False, name="stacked generator")  # vmap: eager

@@ -107,6 +107,23 @@ def test_generator_runs_its_cpu_kernels_in_channels_last_with_the_same_result(mo
     assert calls == [] and not any(m.cpu_kernels for m in convs)
 
 
+def test_generator_under_bfloat16_autocast_leaves_its_cpu_kernels_to_pytorch(monkeypatch):
+    """amp="bf16" on the CPU: the custom kernels would meet bfloat16 activations and float32
+    weights (an error in their backward pass), so PyTorch's autocast convolutions run instead."""
+    torch.manual_seed(0)
+    g = Generator(6, 12, units=8, dropout=0.0, channels=5, n_conv=3).use_channels_last()
+    sino = torch.randn(1, 1, 6, 12)
+    want = g(sino).detach()  # float32, with the kernels
+    calls = []
+    monkeypatch.setattr("napari_ganrec.methods.networks.narrow_conv2d", lambda *a: calls.append(a))
+    monkeypatch.setattr("napari_ganrec.methods.networks.conv2d_bias", lambda *a: calls.append(a))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = g(sino)
+    assert calls == [] and torch.allclose(out.float(), want, atol=0.05)  # bfloat16 ran, close to float32
+    grads = torch.autograd.grad(out.float().sum(), list(g.parameters()))
+    assert all(torch.isfinite(t).all() for t in grads)
+
+
 def test_discriminator_in_channels_last_gives_the_same_logits_and_gradients():
     torch.manual_seed(0)
     ref = Discriminator().double()

@@ -134,8 +134,8 @@ class Conv2d(nn.Conv2d):
     "same" convolution with a narrow side (:func:`~.cpu_conv.is_narrow`: the generator's first and
     last layers) runs as one matrix product (:func:`~.cpu_conv.narrow_conv2d`), the others with
     the bias inside the convolution's output pass (:func:`~.cpu_conv.conv2d_bias`). Otherwise (a
-    GPU, the stacked solver's vmap) the bias is added after the convolution. Measured in-process,
-    interleaved, on one Intel Xeon core (generator forward and backward pass, kernels on / off):
+    GPU, the stacked solver's vmap, bfloat16 autocast) the bias is added after the convolution.
+    Measured in-process, interleaved, on one Intel Xeon core (generator forward and backward pass, kernels on / off):
     0.94 at 256 px and 0.97 at 128 px; with 2 threads 0.96 and 0.98.
     """
 
@@ -155,7 +155,8 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.cpu_kernels and x.device.type == "cpu" and x.ndim == 4 and self.bias is not None
-                and not isinstance(self.padding, str)):
+                and not isinstance(self.padding, str) and x.dtype == self.weight.dtype
+                and not torch.is_autocast_enabled("cpu")):  # bfloat16 autocast: PyTorch's own kernels
             if self.fits_narrow_gemm:
                 return narrow_conv2d(x, self.weight, self.bias)
             return conv2d_bias(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

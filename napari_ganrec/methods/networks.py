@@ -135,8 +135,8 @@ class Conv2d(nn.Conv2d):
     last layers) runs as one matrix product (:func:`~.cpu_conv.narrow_conv2d`), the others with
     the bias inside the convolution's output pass (:func:`~.cpu_conv.conv2d_bias`). Otherwise (a
     GPU, the stacked solver's vmap, bfloat16 autocast) the bias is added after the convolution.
-    Measured in-process, interleaved, on one Intel Xeon core (generator forward and backward pass, kernels on / off):
-    0.94 at 256 px and 0.97 at 128 px; with 2 threads 0.96 and 0.98.
+    Measured in-process, interleaved, on an Intel Xeon (the generator's forward and backward pass,
+    kernels on / off): 0.94 at 256 px and 0.97 at 128 px on one thread, 0.96 and 0.98 on two.
     """
 
     def __init__(self, *args, **kwargs):

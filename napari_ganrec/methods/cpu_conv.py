@@ -10,8 +10,8 @@ per 32-channel layer at 256 px on one AMD core) and without a separate pass that
 The generator's first convolution (1 -> 32 channels) and its last (32 -> 1) do little arithmetic
 (a 3x3 kernel: 9 multiply-adds per pixel and wide channel), which oneDNN runs far below its speed on
 the 32 -> 32 layers: at 256 px on one Intel Xeon core the last layer's forward and backward pass
-took 10.1 ms in isolation (5.1 ms here) and 10.4 ms inside the generator (6.5 ms here), over
-half as long as a 32 -> 32 layer with 32 times the arithmetic (24 ms). On channels-last (NHWC)
+took 10.1 ms in isolation (5.1 ms here) and 10.4 ms inside the generator (6.5 ms here), 0.4
+times as long as a 32 -> 32 layer with 32 times the arithmetic (24 ms). On channels-last (NHWC)
 feature maps both reduce to one matrix product with the narrow side's ``k x k`` shifted copies:
 
 - few inputs (*gather*): ``y = im2col(x) @ W``, the shifted copies of the narrow input as columns;
